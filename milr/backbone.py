@@ -1,0 +1,326 @@
+"""Frozen Janus-Pro behind the few operations MILR needs.
+
+transformers' ``generate(generation_mode="image")`` cannot return hidden states or force a
+prefix, so this module owns the decode loops: a KV-cached greedy loop for the think text and a
+KV-cached classifier-free-guidance loop for image tokens. Both record the last-layer
+(post-norm) hidden states, i.e. exactly the inputs of ``lm_head`` / ``generation_head`` that
+MILR optimises, and both accept forced prefix tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+from PIL import Image
+from transformers import DynamicCache, JanusForConditionalGeneration
+
+from milr import prompts as chat_prompts
+
+DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TINY = "tiny"
+
+
+class CheckpointError(RuntimeError):
+    """A model checkpoint could not be loaded (missing locally and not downloadable)."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: DTypeName | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[dtype]
+
+
+@dataclass
+class ThinkOutput:
+    """Greedy think text per prompt. ``hidden[i]`` is ``[M_i, d]``: row t produced token t (the
+    step that produced EOS is included, as in the reference); ``ids[i]`` excludes EOS."""
+
+    ids: list[torch.Tensor]
+    texts: list[str]
+    hidden: list[torch.Tensor] | None
+
+
+@dataclass
+class ImageContext:
+    """The [cond; uncond] prompt rows of a CFG image decode, prefilled once and reusable.
+
+    ``cache`` holds the prompt's KV cache and ``last_hidden`` the hidden state of its last
+    position (``[2B, d]``); ``sample_image`` copies the cache, so one context serves many steps.
+    """
+
+    prompts: list[str]
+    mask: torch.Tensor  # [2B, T]
+    positions: torch.Tensor  # [2B] next position id per row
+    cache: DynamicCache
+    last_hidden: torch.Tensor  # [2B, d]
+
+
+@dataclass
+class ImageSample:
+    """``tokens [B, N]``; ``hidden [B, N, 2, d]`` (cond, uncond) when recorded, positions before
+    a forced prefix left at zero."""
+
+    tokens: torch.Tensor
+    hidden: torch.Tensor | None
+
+
+class JanusBackbone:
+    """Janus-Pro (``JanusForConditionalGeneration``) frozen for test-time latent optimisation.
+
+    ``JanusBackbone("deepseek-community/Janus-Pro-7B")`` loads real weights;
+    ``JanusBackbone("tiny", seed=0, grid=8)`` builds the offline random model used by tests and
+    the demo. All weights have ``requires_grad=False`` and the model is in eval mode.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str = TINY,
+        *,
+        dtype: DTypeName = "auto",
+        device: str = "auto",
+        seed: int = 0,
+        grid: int = 8,
+        max_think_tokens: int = 512,
+        guidance_scale: float = 5.0,
+        temperature: float = 1.0,
+    ) -> None:
+        self.name_or_path = name_or_path
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.max_think_tokens = max_think_tokens
+        self.guidance_scale = guidance_scale
+        self.temperature = temperature
+        if name_or_path == TINY:
+            from milr.tiny import tiny_janus
+
+            model, tokenizer = tiny_janus(seed=seed, grid=grid)
+        else:
+            model, tokenizer = _load_pretrained(name_or_path, self.dtype)
+        self.model: JanusForConditionalGeneration = model.to(device=self.device, dtype=self.dtype).eval()
+        self.model.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.bos_id = int(tokenizer.bos_token_id)
+        self.eos_id = int(tokenizer.eos_token_id)
+        self.boi_token = tokenizer.boi_token
+        self.boi_id = int(tokenizer.convert_tokens_to_ids(self.boi_token))
+        self.num_image_tokens = int(self.model.config.vision_config.num_image_tokens)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, dtype: DTypeName = "auto", device: str = "auto", **kwargs) -> "JanusBackbone":
+        """Load a real checkpoint, e.g. ``deepseek-community/Janus-Pro-7B`` (bf16 on GPU)."""
+        return cls(name_or_path, dtype=dtype, device=device, **kwargs)
+
+    @classmethod
+    def tiny(cls, seed: int = 0, grid: int = 8, **kwargs) -> "JanusBackbone":
+        """The offline random model (same classes, tiny shapes), deterministic in ``seed``."""
+        return cls(TINY, seed=seed, grid=grid, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.text_config.hidden_size)
+
+    @property
+    def lm(self):
+        return self.model.model.language_model
+
+    # ------------------------------------------------------------------ heads (the only differentiated part)
+    def text_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """``lm_head`` on fp32 latents, cast at the head; fp32 logits out."""
+        return self.model.lm_head(z.to(self.dtype)).float()
+
+    def image_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """CFG-fused generation-head logits for latents ``[..., 2, d]`` (cond, uncond), divided by T."""
+        logits = self.model.model.generation_head(z.to(self.dtype)).float()
+        cond, uncond = logits[..., 0, :], logits[..., 1, :]
+        return (uncond + self.guidance_scale * (cond - uncond)) / self.temperature
+
+    # ------------------------------------------------------------------ tokenisation
+    def _left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if len(r):
+                ids[i, width - len(r) :] = torch.as_tensor(list(r), dtype=torch.long)
+                mask[i, width - len(r) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=True).input_ids
+
+    def _forward(self, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None, **inputs) -> torch.Tensor:
+        out = self.lm(attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=cache is not None, **inputs)
+        return out.last_hidden_state
+
+    # ------------------------------------------------------------------ think text
+    @torch.no_grad()
+    def think(
+        self,
+        prompts: Sequence[str],
+        prefixes: Sequence[torch.Tensor] | None = None,
+        *,
+        max_new_tokens: int | None = None,
+        record_hidden: bool = False,
+        use_cache: bool = True,
+    ) -> ThinkOutput:
+        """Greedy visualisation text for each prompt, after forcing ``prefixes[i]`` (token ids).
+
+        ``use_cache=False`` re-runs the whole sequence for every token, as the reference does;
+        it exists for the benchmark.
+        """
+        max_new = self.max_think_tokens if max_new_tokens is None else max_new_tokens
+        base = [self.encode(chat_prompts.think_prompt(p)) for p in prompts]
+        forced = [list(map(int, prefixes[i].tolist())) if prefixes is not None else [] for i in range(len(base))]
+        ids, mask = self._left_pad([b + f for b, f in zip(base, forced)])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache() if use_cache else None
+        h = self._forward(mask, positions, cache, input_ids=ids)[:, -1]
+        n = len(base)
+        generated: list[list[int]] = [[] for _ in range(n)]
+        hidden: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        for _ in range(max_new):
+            token = self.model.lm_head(h).argmax(-1)
+            for i in range(n):
+                if done[i] or len(forced[i]) + len(generated[i]) >= max_new:
+                    done[i] = True
+                    continue
+                if record_hidden:
+                    hidden[i].append(h[i].float().cpu())
+                if int(token[i]) == self.eos_id:
+                    done[i] = True
+                else:
+                    generated[i].append(int(token[i]))
+            if bool(done.all()):
+                break
+            token = torch.where(done, torch.full_like(token, self.pad_id), token)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            if use_cache:
+                positions = positions[:, -1:] + 1
+                h = self._forward(mask, positions, cache, input_ids=token[:, None])[:, -1]
+            else:
+                ids = torch.cat([ids, token[:, None]], dim=1)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                h = self._forward(mask, positions, None, input_ids=ids)[:, -1]
+        all_ids = [torch.tensor(f + g, dtype=torch.long) for f, g in zip(forced, generated)]
+        texts = [self.tokenizer.decode(t.tolist(), skip_special_tokens=True).strip() for t in all_ids]
+        return ThinkOutput(
+            ids=all_ids,
+            texts=texts,
+            hidden=[torch.stack(h) if h else torch.zeros(0, self.hidden_size) for h in hidden] if record_hidden else None,
+        )
+
+    # ------------------------------------------------------------------ image tokens
+    @torch.no_grad()
+    def image_context(self, prompts: Sequence[str]) -> ImageContext:
+        """Tokenise ``prompts`` (already chat-formatted) + ``<begin_of_image>`` into [cond; uncond]
+        rows and prefill them. Unconditional rows keep only BOS and ``<begin_of_image>``; every
+        other real token becomes pad (the reference's and transformers' construction)."""
+        rows = [self.encode(p + self.boi_token) for p in prompts]
+        cond, mask = self._left_pad(rows)
+        keep = (cond == self.bos_id) | (cond == self.boi_id) | (mask == 0)
+        uncond = torch.where(keep, cond, torch.full_like(cond, self.pad_id))
+        ids = torch.cat([cond, uncond])
+        mask2 = torch.cat([mask, mask])
+        positions = (mask2.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        h = self._forward(mask2, positions, cache, inputs_embeds=self.model.get_input_embeddings()(ids))[:, -1]
+        return ImageContext(list(prompts), mask2, positions[:, -1] + 1, cache, h)
+
+    def _sample(self, logits: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+        probs = torch.softmax(logits.float(), dim=-1)
+        return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generators)])
+
+    def sample_prefix(self, z: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+        """Sample image tokens from the CFG distribution of latents ``z [B, L, 2, d]`` → ``[B, L]``."""
+        with torch.no_grad():
+            logits = self.image_logits(z.detach())
+        b, length = logits.shape[:2]
+        if length == 0:
+            return torch.zeros(b, 0, dtype=torch.long, device=self.device)
+        flat = self._sample(logits.reshape(b * length, -1), [g for g in generators for _ in range(length)])
+        return flat.view(b, length)
+
+    @torch.no_grad()
+    def sample_image(
+        self,
+        context: ImageContext,
+        generators: Sequence[torch.Generator | None],
+        prefix: torch.Tensor | None = None,
+        *,
+        record_hidden: bool = False,
+    ) -> ImageSample:
+        """CFG-sample the image tokens after the forced ``prefix [B, L]`` (temperature, guidance
+        from the backbone). The context's cache is copied, never modified."""
+        b = len(context.prompts)
+        n = self.num_image_tokens
+        cache = copy.deepcopy(context.cache)
+        mask, pos = context.mask, context.positions
+        tokens = torch.zeros(b, n, dtype=torch.long, device=self.device)
+        hidden = torch.zeros(b, n, 2, self.hidden_size, dtype=torch.float32, device=self.device) if record_hidden else None
+        start = 0 if prefix is None else prefix.shape[1]
+        if start:
+            tokens[:, :start] = prefix
+            embeds = self.model.prepare_embeddings_for_image_generation(torch.cat([prefix, prefix]))
+            mask = torch.cat([mask, torch.ones(2 * b, start, dtype=mask.dtype, device=mask.device)], 1)
+            positions = pos[:, None] + torch.arange(start, device=pos.device)
+            h = self._forward(mask, positions, cache, inputs_embeds=embeds)[:, -1]
+            pos = pos + start
+        else:
+            h = context.last_hidden
+        for j in range(start, n):
+            if hidden is not None:
+                hidden[:, j, 0], hidden[:, j, 1] = h[:b].float(), h[b:].float()
+            logits = self.model.model.generation_head(h).float()
+            fused = (logits[b:] + self.guidance_scale * (logits[:b] - logits[b:])) / self.temperature
+            token = self._sample(fused, generators)
+            tokens[:, j] = token
+            if j == n - 1:
+                break
+            embeds = self.model.prepare_embeddings_for_image_generation(torch.cat([token, token])[:, None])
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            h = self._forward(mask, pos[:, None], cache, inputs_embeds=embeds)[:, -1]
+            pos = pos + 1
+        return ImageSample(tokens=tokens, hidden=hidden)
+
+    @torch.no_grad()
+    def decode_images(self, tokens: torch.Tensor) -> list[Image.Image]:
+        """VQ-decode ``[B, N]`` image tokens to PIL RGB images."""
+        pixels = self.model.model.vqmodel.decode(tokens.to(self.device)).float()
+        pixels = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(p) for p in pixels]
+
+
+def _load_pretrained(name_or_path: str, dtype: torch.dtype):
+    """Load a Janus checkpoint with transformers; a missing checkpoint is a clear error."""
+    from transformers import AutoTokenizer
+
+    try:
+        model = JanusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise CheckpointError(
+            f"Could not load the Janus checkpoint {name_or_path!r}"
+            + (" (HF_HUB_OFFLINE=1, so nothing is downloaded)" if offline else "")
+            + ". Download it once with `huggingface-cli download deepseek-community/Janus-Pro-7B` "
+            "(or -1B) on a machine with internet access, or pass a local directory that holds "
+            f"config.json and the safetensors. Original error: {err}"
+        ) from err
+    return model, tokenizer

@@ -1,0 +1,99 @@
+"""The reward protocol every reward model implements, and helpers to call any of them.
+
+A reward maps decoded images and their prompts to scores in [0, 1] (higher is better).
+Anything callable as ``reward(images, prompts) -> Tensor[B]`` works; subclassing ``Reward``
+adds per-image details for logs and a ``setup`` hook to learn the backbone's device/dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import torch
+from PIL import Image
+
+from data.prompt import Prompt
+
+
+@dataclass
+class RewardOutput:
+    """Scores ``[B]`` in [0, 1] plus one JSON-serialisable dict of details per image."""
+
+    scores: torch.Tensor
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+
+@runtime_checkable
+class RewardFn(Protocol):
+    def __call__(self, images: list[Image.Image], prompts: list[Prompt]) -> torch.Tensor: ...
+
+
+class Reward:
+    """Base class for reward models.
+
+    Subclasses implement ``evaluate``; ``__call__`` returns just the scores so a ``Reward``
+    satisfies ``RewardFn``. Models should be loaded lazily (first ``evaluate``) and once.
+    """
+
+    #: name used in logs and in the registry
+    name: str = "reward"
+
+    def setup(self, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, backbone: Any = None) -> None:
+        """Called once before scoring with the backbone's device and dtype (and the backbone itself)."""
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        raise NotImplementedError
+
+    def __call__(self, images: list[Image.Image], prompts: list[Prompt]) -> torch.Tensor:
+        return self.evaluate(images, prompts).scores
+
+
+def score(reward: RewardFn | Reward, images: list[Image.Image], prompts: Sequence[Prompt]) -> RewardOutput:
+    """Call any reward and validate its answer: shape ``[B]``, finite, inside [0, 1].
+
+    A reward that returns garbage is an error, never a score: MILR would otherwise optimise
+    towards the garbage.
+    """
+    prompts = list(prompts)
+    if isinstance(reward, Reward):
+        out = reward.evaluate(images, prompts)
+    else:
+        out = RewardOutput(scores=reward(images, prompts))
+    scores = torch.as_tensor(out.scores, dtype=torch.float32).detach().cpu().reshape(-1)
+    name = getattr(reward, "name", getattr(reward, "__name__", type(reward).__name__))
+    if scores.numel() != len(images):
+        raise ValueError(f"reward {name!r} returned {scores.numel()} scores for {len(images)} images")
+    if not torch.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():
+        raise ValueError(f"reward {name!r} returned scores outside [0, 1] or non-finite: {scores.tolist()}")
+    details = out.details or [{} for _ in images]
+    return RewardOutput(scores=scores, details=details)
+
+
+_REGISTRY: dict[str, Callable[..., RewardFn]] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: make a reward constructible by name (``rewards.build(name, **kw)``)."""
+
+    def wrap(cls: type) -> type:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"reward name {name!r} already registered by {_REGISTRY[name]}")
+        _REGISTRY[name] = cls
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def build(name: str, **kwargs: Any) -> RewardFn:
+    """Instantiate a registered reward by name."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown reward {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**kwargs)
+
+
+def registered() -> list[str]:
+    return sorted(_REGISTRY)
