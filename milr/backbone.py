@@ -70,8 +70,8 @@ class ImageContext:
 
 @dataclass
 class ImageSample:
-    """``tokens [B, N]``; ``hidden [B, N, 2, d]`` (cond, uncond) when recorded, positions before
-    a forced prefix left at zero."""
+    """``tokens [B, N]``; ``hidden [B, R, 2, d]``: the (cond, uncond) hidden states that produced
+    the first ``R`` tokens, when recorded (``record_hidden=R``)."""
 
     tokens: torch.Tensor
     hidden: torch.Tensor | None
@@ -186,7 +186,7 @@ class JanusBackbone:
         """
         max_new = self.max_think_tokens if max_new_tokens is None else max_new_tokens
         base = [self.encode(chat_prompts.think_prompt(p)) for p in prompts]
-        forced = [list(map(int, prefixes[i].tolist())) if prefixes is not None else [] for i in range(len(base))]
+        forced = [_until_eos(prefixes[i].tolist(), self.eos_id) if prefixes is not None else [] for i in range(len(base))]
         ids, mask = self._left_pad([b + f for b, f in zip(base, forced)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache() if use_cache else None
@@ -194,7 +194,8 @@ class JanusBackbone:
         n = len(base)
         generated: list[list[int]] = [[] for _ in range(n)]
         hidden: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        # a forced prefix that contains EOS ends the text there
+        done = torch.tensor([prefixes is not None and len(f) < len(prefixes[i]) for i, f in enumerate(forced)], device=self.device)
         for _ in range(max_new):
             token = self.model.lm_head(h).argmax(-1)
             for i in range(n):
@@ -264,17 +265,20 @@ class JanusBackbone:
         generators: Sequence[torch.Generator | None],
         prefix: torch.Tensor | None = None,
         *,
-        record_hidden: bool = False,
+        record_hidden: int = 0,
     ) -> ImageSample:
         """CFG-sample the image tokens after the forced ``prefix [B, L]`` (temperature, guidance
-        from the backbone). The context's cache is copied, never modified."""
+        from the backbone), recording the hidden states of the first ``record_hidden`` positions
+        (only MILR's latent prefix needs them). The context's cache is copied, never modified."""
         b = len(context.prompts)
         n = self.num_image_tokens
         cache = copy.deepcopy(context.cache)
         mask, pos = context.mask, context.positions
         tokens = torch.zeros(b, n, dtype=torch.long, device=self.device)
-        hidden = torch.zeros(b, n, 2, self.hidden_size, dtype=torch.float32, device=self.device) if record_hidden else None
         start = 0 if prefix is None else prefix.shape[1]
+        if record_hidden and start:
+            raise ValueError("hidden states are recorded only for decodes without a forced prefix")
+        hidden = torch.zeros(b, record_hidden, 2, self.hidden_size, dtype=torch.float32, device=self.device)
         if start:
             tokens[:, :start] = prefix
             embeds = self.model.prepare_embeddings_for_image_generation(torch.cat([prefix, prefix]))
@@ -285,7 +289,7 @@ class JanusBackbone:
         else:
             h = context.last_hidden
         for j in range(start, n):
-            if hidden is not None:
+            if j < record_hidden:
                 hidden[:, j, 0], hidden[:, j, 1] = h[:b].float(), h[b:].float()
             logits = self.model.model.generation_head(h).float()
             fused = (logits[b:] + self.guidance_scale * (logits[:b] - logits[b:])) / self.temperature
@@ -297,7 +301,7 @@ class JanusBackbone:
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             h = self._forward(mask, pos[:, None], cache, inputs_embeds=embeds)[:, -1]
             pos = pos + 1
-        return ImageSample(tokens=tokens, hidden=hidden)
+        return ImageSample(tokens=tokens, hidden=hidden if record_hidden else None)
 
     @torch.no_grad()
     def decode_images(self, tokens: torch.Tensor) -> list[Image.Image]:
@@ -305,6 +309,10 @@ class JanusBackbone:
         pixels = self.model.model.vqmodel.decode(tokens.to(self.device)).float()
         pixels = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(p) for p in pixels]
+
+
+def _until_eos(tokens: list[int], eos_id: int) -> list[int]:
+    return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
 
 
 def _load_pretrained(name_or_path: str, dtype: torch.dtype):

@@ -1,0 +1,87 @@
+"""``milr.optimize``: the one call for library users."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+from lightning import Callback, Trainer
+from torch.utils.data import DataLoader
+
+from data.prompt import Prompt
+from data.stream import PromptFeed, PromptStream
+from milr.backbone import JanusBackbone
+from milr.module import TRAINER_DEFAULTS, MILRModule, Mode
+from milr.objective import Estimator
+from milr.state import MILRResult
+from rewards.base import RewardFn
+
+
+def as_prompts(prompts: Sequence[str | Prompt]) -> list[Prompt]:
+    """Strings become ``Prompt(text, index=position)``; ``Prompt`` objects pass through."""
+    return [p if isinstance(p, Prompt) else Prompt(p, i, {"prompt": p}) for i, p in enumerate(prompts)]
+
+
+def feed(prompts: Sequence[Prompt]) -> DataLoader:
+    """A train dataloader over a prompt stream (the module pulls prompts as slots free up)."""
+    return DataLoader(PromptFeed(PromptStream(prompts)), batch_size=None, collate_fn=lambda stream: stream, num_workers=0)
+
+
+def make_trainer(backbone: JanusBackbone, callbacks: Sequence[Callback] = (), **overrides: Any) -> Trainer:
+    """A Trainer on the backbone's device with MILR's loop settings; no logger or bar by default."""
+    kwargs: dict[str, Any] = {
+        **TRAINER_DEFAULTS,
+        "accelerator": "gpu" if backbone.device.type == "cuda" else "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_progress_bar": False,
+        "callbacks": list(callbacks),
+    }
+    kwargs.update(overrides)
+    return Trainer(**kwargs)
+
+
+def optimize(
+    prompts: Sequence[str | Prompt],
+    backbone: JanusBackbone,
+    reward: RewardFn,
+    *,
+    mode: Mode = "both",
+    text_ratio: float = 0.2,
+    image_ratio: float = 0.02,
+    lr: float = 0.03,
+    max_steps: int = 20,
+    reward_threshold: float | None = None,
+    estimator: Estimator = "reference",
+    samples_per_step: int = 1,
+    seed: int = 0,
+    select: Literal["best", "last"] = "best",
+    batch_size: int = 1,
+    optimizer: Literal["adam", "sgd"] = "adam",
+    callbacks: Sequence[Callback] = (),
+    **trainer_kwargs: Any,
+) -> list[MILRResult]:
+    """Run MILR on ``prompts`` and return one ``MILRResult`` per prompt, in input order.
+
+    ``batch_size`` prompts are optimised at once; a prompt that stops frees its slot for the
+    next one. Extra keyword arguments go to ``lightning.Trainer`` (e.g. ``precision``).
+    """
+    items = as_prompts(prompts)
+    module = MILRModule(
+        backbone,
+        reward,
+        mode=mode,
+        text_ratio=text_ratio,
+        image_ratio=image_ratio,
+        lr=lr,
+        optimizer=optimizer,
+        max_steps=max_steps,
+        reward_threshold=reward_threshold,
+        estimator=estimator,
+        samples_per_step=samples_per_step,
+        seed=seed,
+        select=select,
+        batch_size=batch_size,
+    )
+    make_trainer(backbone, callbacks, **trainer_kwargs).fit(module, train_dataloaders=feed(items))
+    order = {p.index: i for i, p in enumerate(items)}
+    return sorted(module.finished, key=lambda r: order[r.prompt.index])

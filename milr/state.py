@@ -1,0 +1,110 @@
+"""Per-prompt bookkeeping: what a prompt has produced so far, and what a finished prompt returns."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+from PIL import Image
+
+from data.prompt import Prompt
+
+
+class StopReason(str, Enum):
+    """Why a prompt left the batch (``str`` so it serialises as its value)."""
+
+    THRESHOLD = "threshold"  # reward exceeded the threshold
+    MAX_STEPS = "max_steps"  # step budget used up
+    EMPTY_PREFIX = "empty_prefix"  # the ratio floors to 0 latent tokens: nothing to optimise
+    NONFINITE = "nonfinite"  # loss or latent became NaN/inf; best image so far is kept
+    CALLBACK = "callback"  # a user callback stopped it (custom rule)
+    FIT_END = "fit_end"  # the fit ended (e.g. stock EarlyStopping) while it was running
+
+
+@dataclass
+class Sample:
+    """One decoded candidate of a step: the prefix tokens it used and its reward."""
+
+    text_prefix: torch.Tensor  # [Lt] token ids (empty when text is not optimised)
+    image_prefix: torch.Tensor  # [Lv] token ids (empty when the image is not optimised)
+    text: str
+    image: Image.Image
+    reward: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepRecord:
+    """One line of ``trace.jsonl``."""
+
+    step: int
+    reward: float
+    text: str
+    seconds: float
+    mean_reward: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "reward": self.reward,
+            "mean_reward": self.mean_reward,
+            "text": self.text,
+            "seconds": round(self.seconds, 4),
+            "details": self.details,
+        }
+
+
+@dataclass
+class PromptState:
+    """A prompt occupying a latent slot. ``samples`` are the current step's candidates (empty
+    once their loss has been taken, i.e. the latents moved on)."""
+
+    prompt: Prompt
+    slot: int
+    generator: torch.Generator
+    think_text: str
+    initial_image: Image.Image
+    samples: list[Sample] = field(default_factory=list)
+    history: list[StepRecord] = field(default_factory=list)
+    best: Sample | None = None
+    last: Sample | None = None
+    stop_reason: StopReason | None = None
+    started: float = field(default_factory=time.perf_counter)
+    step_started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def step(self) -> int:
+        """Index of the most recent scored step (0 = the initial generation)."""
+        return len(self.history) - 1
+
+    @property
+    def rewards(self) -> list[float]:
+        return [r.reward for r in self.history]
+
+    @property
+    def reward(self) -> float:
+        return self.history[-1].reward
+
+
+@dataclass
+class MILRResult:
+    """What ``milr.optimize`` returns per prompt."""
+
+    prompt: Prompt
+    image: Image.Image
+    text: str
+    rewards: list[float]  # one per step; index 0 = the initial generation
+    best_reward: float
+    steps: int  # optimisation steps taken
+    stop_reason: StopReason
+    initial_image: Image.Image
+    history: list[StepRecord]
+    seconds: float
+
+    @property
+    def initial_reward(self) -> float:
+        return self.rewards[0]
