@@ -30,7 +30,7 @@ from milr.backbone import ImageContext, JanusBackbone
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
 from milr.prompts import image_prompt
 from milr.state import MILRResult, PromptState, Sample, StepRecord, StopReason
-from rewards.base import RewardFn, score
+from rewards.base import Reward, RewardFn, as_reward, score
 
 Mode = Literal["text", "image", "both"]
 
@@ -55,7 +55,7 @@ class MILRModule(LightningModule):
 
     Args:
         backbone: the frozen Janus model (``JanusBackbone``).
-        reward: any ``(images, prompts) -> Tensor[B]`` in [0, 1].
+        reward: a ``rewards.Reward`` (or any ``(images, prompts) -> Tensor[B]`` in [0, 1]).
         mode: optimise the ``text`` latents, the ``image`` latents, or ``both``.
         text_ratio / image_ratio: latent prefix = first ``floor(ratio · length)`` tokens.
         lr / optimizer: Adam (reference) or SGD on the fp32 latents.
@@ -71,7 +71,7 @@ class MILRModule(LightningModule):
     def __init__(
         self,
         backbone: JanusBackbone,
-        reward: RewardFn,
+        reward: Reward,
         mode: Mode = "both",
         text_ratio: float = 0.2,
         image_ratio: float = 0.02,
@@ -94,7 +94,7 @@ class MILRModule(LightningModule):
             raise ValueError("samples_per_step and batch_size must be >= 1, max_steps >= 0")
         self.save_hyperparameters(ignore=["backbone", "reward"])
         self.backbone = backbone
-        self.reward = reward
+        self.reward = as_reward(reward)
         self.uses_text = mode in ("text", "both")
         self.uses_image = mode in ("image", "both")
         self.image_prefix_len = prefix_length(image_ratio, backbone.num_image_tokens) if self.uses_image else 0
@@ -118,9 +118,7 @@ class MILRModule(LightningModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
-        setup = getattr(self.reward, "setup", None)
-        if callable(setup):
-            setup(device=self.backbone.device, dtype=self.backbone.dtype, backbone=self.backbone)
+        self.reward.setup(device=self.backbone.device, dtype=self.backbone.dtype, backbone=self.backbone)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = list(self.parameters())
@@ -174,6 +172,7 @@ class MILRModule(LightningModule):
             image=chosen.image,
             text=chosen.text,
             rewards=state.rewards,
+            final_reward=chosen.reward,
             best_reward=state.best.reward,
             steps=state.step,
             stop_reason=state.stop_reason,
@@ -239,7 +238,7 @@ class MILRModule(LightningModule):
             z_t = think.hidden[j][: prefix_length(self.hparams.text_ratio, len(think.hidden[j]))] if self.uses_text else None
             z_v = sample.hidden[j] if self.uses_image else None
             self._reset_latents(slot, z_t, z_v)
-            state = PromptState(prompt=prompt, slot=slot, generator=generators[j], think_text=think.texts[j], initial_image=images[j])
+            state = PromptState(prompt, slot, generators[j], think.texts[j], images[j], started=start, step_started=start)
             self.slots[slot] = state
             text_prefix = bb.text_logits(z_t).argmax(-1).cpu() if z_t is not None else torch.zeros(0, dtype=torch.long)
             image_prefix = sample.tokens[j, : self.image_prefix_len].cpu()

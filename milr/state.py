@@ -98,6 +98,7 @@ class MILRResult:
     image: Image.Image
     text: str
     rewards: list[float]  # one per step; index 0 = the initial generation
+    final_reward: float  # reward of the returned image
     best_reward: float
     steps: int  # optimisation steps taken
     stop_reason: StopReason

@@ -51,6 +51,26 @@ class Reward:
         return self.evaluate(images, prompts).scores
 
 
+class FunctionReward(Reward):
+    """Adapts a plain ``(images, prompts) -> Tensor`` function to the ``Reward`` class."""
+
+    def __init__(self, fn: RewardFn) -> None:
+        self.fn = fn
+        self.name = getattr(fn, "__name__", type(fn).__name__)
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        return RewardOutput(scores=self.fn(images, prompts))
+
+
+def as_reward(reward: RewardFn | Reward) -> Reward:
+    """A ``Reward`` as is; any other callable wrapped in ``FunctionReward``."""
+    if isinstance(reward, Reward):
+        return reward
+    if not callable(reward):
+        raise TypeError(f"a reward must be callable as reward(images, prompts), got {type(reward).__name__}")
+    return FunctionReward(reward)
+
+
 def score(reward: RewardFn | Reward, images: list[Image.Image], prompts: Sequence[Prompt]) -> RewardOutput:
     """Call any reward and validate its answer: shape ``[B]``, finite, inside [0, 1].
 

@@ -1,0 +1,56 @@
+"""A rich progress display over prompts and steps (Lightning's bars count epochs, which here
+are MILR steps of a changing set of prompts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning import LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class PromptProgressBar(ProgressBar):
+    """One bar for finished prompts, one line for the step and the running prompts' rewards."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        super().__init__()
+        self._enabled = True
+        self.console = console
+        self.progress: Progress | None = None
+        self._prompts = self._steps = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._enabled:
+            return
+        finished = len(pl_module.finished)
+        running = pl_module.active()
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"), console=self.console, transient=False,
+            )
+            self.progress.start()
+            total = finished + len(running) + getattr(batch, "pending", 0)
+            self._prompts = self.progress.add_task("prompts", total=total, info="")
+            self._steps = self.progress.add_task("steps", total=None, info="")
+        rewards = " ".join(f"#{s.prompt.index}:{s.reward:.3f}@{s.step}" for s in running[:6])
+        self.progress.update(self._prompts, completed=finished, info=f"running {len(running)}")
+        self.progress.update(self._steps, completed=trainer.global_step, info=rewards)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self._prompts, completed=len(pl_module.finished))
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,142 @@
+"""The prompt DataModule: load a prompt set, keep an index range, shard it by rank, skip finished ones."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Literal
+
+import torch.distributed as dist
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from data.formats import MAX_CHARS, load_prompt_list, load_prompts
+from data.prompt import Prompt
+from data.stream import PromptFeed, PromptStream
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+def _gather_indices(indices: list[int]) -> list[int]:
+    """The union of every rank's ``indices``.
+
+    Lightning calls ``state_dict`` on every rank but writes only rank 0's copy of the
+    checkpoint, so the saved state must already hold what all ranks have taken.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return sorted(indices)
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, indices)
+    return sorted(i for part in parts for i in part)
+
+
+class MILRDataModule(LightningDataModule):
+    """Prompts for MILR: each rank optimises its own shard, ``batch_size`` prompts at a time.
+
+    Args:
+        path: prompt file (text, GenEval .jsonl, T2I-CompBench ``*_val.txt``, WISE .json).
+        prompts: prompts given directly instead of ``path``.
+        format: file format; ``"auto"`` infers it from the file name.
+        start, end: keep prompts with ``start <= index < end`` (indices of the source file).
+        batch_size: number of prompts optimised at once (the CLI links it to the model).
+        max_chars: longer prompts are rejected at load time.
+
+    The train dataloader yields the rank's ``PromptStream`` rather than batches of prompts;
+    the model takes new prompts from it as its slots free up (see ``PromptFeed``).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        prompts: list[str] | None = None,
+        format: Literal["auto", "text", "geneval", "t2i_compbench", "wise"] = "auto",
+        start: int = 0,
+        end: int | None = None,
+        batch_size: int = 1,
+        max_chars: int = MAX_CHARS,
+    ) -> None:
+        super().__init__()
+        if (path is None) == (prompts is None):
+            raise ValueError("MILRDataModule: pass exactly one of path= (a prompt file) or prompts= (a list of prompts)")
+        if start < 0:
+            raise ValueError(f"MILRDataModule: start must be >= 0, got {start}")
+        if end is not None and end <= start:
+            raise ValueError(f"MILRDataModule: empty prompt range start={start}, end={end}")
+        if batch_size < 1:
+            raise ValueError(f"MILRDataModule: batch_size must be >= 1, got {batch_size}")
+        if max_chars < 1:
+            raise ValueError(f"MILRDataModule: max_chars must be >= 1, got {max_chars}")
+        self.save_hyperparameters()
+        self.path = path
+        self.prompt_texts = prompts
+        self.format = format
+        self.start = start
+        self.end = end
+        self.batch_size = batch_size
+        self.max_chars = max_chars
+        self.stream: PromptStream | None = None
+        self._all_prompts: list[Prompt] | None = None
+        self._skipped: set[int] = set()
+        self._restored_taken: list[int] = []
+
+    def skip(self, indices: Iterable[int]) -> None:
+        """Exclude prompts that are already finished (resume from existing outputs)."""
+        if self.stream is not None:
+            raise RuntimeError("MILRDataModule.skip() must be called before setup()")
+        self._skipped.update(int(i) for i in indices)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.stream is not None:  # Lightning calls setup once per fit/validate/...; keep progress
+            return
+        if self.prompt_texts is not None:
+            source, prompts = "prompt list", load_prompt_list(self.prompt_texts, max_chars=self.max_chars)
+        else:
+            source, prompts = self.path, load_prompts(self.path, self.format, max_chars=self.max_chars)
+        end = float("inf") if self.end is None else self.end
+        in_range = [p for p in prompts if self.start <= p.index < end]
+        if not in_range:
+            raise ValueError(
+                f"{source}: no prompts with {self.start} <= index < {self.end} "
+                f"(indices run from {prompts[0].index} to {prompts[-1].index})"
+            )
+        rank, world_size = (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
+        self._all_prompts = in_range[rank::world_size]
+        self.stream = PromptStream([p for p in self._all_prompts if p.index not in self._skipped])
+        self._restore_stream()
+
+    @property
+    def all_prompts(self) -> list[Prompt]:
+        """This rank's prompts after range selection and sharding, before ``skip``."""
+        if self._all_prompts is None:
+            raise RuntimeError("MILRDataModule: call setup() first")
+        return list(self._all_prompts)
+
+    @property
+    def pending_prompts(self) -> list[Prompt]:
+        """This rank's prompts not handed out yet."""
+        if self.stream is None:
+            raise RuntimeError("MILRDataModule: call setup() first")
+        return self.stream.pending_prompts
+
+    def train_dataloader(self) -> DataLoader:
+        if self.stream is None:
+            raise RuntimeError("MILRDataModule: call setup() first")
+        # num_workers=0: the stream must live in this process, where the model takes from it
+        return DataLoader(PromptFeed(self.stream), batch_size=None, collate_fn=_identity, num_workers=0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Indices handed out so far on all ranks (collective: call it on every rank)."""
+        if self.stream is None:
+            return {}
+        return {"taken": _gather_indices(self.stream.taken)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Drop the prompts in ``state_dict`` from this rank's queue (before or after setup)."""
+        self._restored_taken = [int(i) for i in state_dict.get("taken", [])]
+        if self.stream is not None:
+            self._restore_stream()
+
+    def _restore_stream(self) -> None:
+        # the saved state covers all ranks (and maybe a different sharding): keep this rank's part
+        mine = {p.index for p in self.stream.pending_prompts} | set(self.stream.taken)
+        self.stream.load_state_dict({"taken": [i for i in self._restored_taken if i in mine]})

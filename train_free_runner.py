@@ -1,0 +1,86 @@
+"""MILR runner: ``python train_free_runner.py`` runs the offline tiny demo (configs/demo.yaml);
+``--config configs/janus_pro_7b_geneval.yaml --data.path <file> --output_dir out/`` the real thing.
+
+LightningCLI builds the backbone (loaded once), the reward, the prompt DataModule and the
+Trainer from YAML; this file only wires the output writer, TensorBoard and resume.
+A re-run with the same ``--output_dir`` skips prompts whose outputs are complete.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+from rich.console import Console
+from rich.table import Table
+
+from callbacks.image_logger import TensorBoardImageLogger
+from callbacks.progress import PromptProgressBar
+from callbacks.timing import StepTimer
+from callbacks.writer import OutputWriter, atomic_write, completed
+from data.datamodule import MILRDataModule
+from milr.module import TRAINER_DEFAULTS, MILRModule
+
+DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+
+
+class MILRCLI(LightningCLI):
+    """LightningCLI plus ``--output_dir``; the batch size is shared by data and model."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--output_dir", type=str, default="out/demo", help="where images, traces and logs go")
+        parser.link_arguments("data.batch_size", "model.batch_size")
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        out = Path(self.config_init["output_dir"])
+        if config.get("logger") in (None, True):
+            config["logger"] = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
+        given = {type(c) for c in (config.get("callbacks") or []) + callbacks}
+        defaults = [OutputWriter(out), StepTimer(), TensorBoardImageLogger()]
+        if config.get("enable_progress_bar") is not False:
+            defaults.append(PromptProgressBar())
+        callbacks = callbacks + [c for c in defaults if type(c) not in given]
+        return super()._instantiate_trainer(config, callbacks)
+
+
+def with_default_config(args: list[str]) -> list[str]:
+    """No ``--config`` given: run the embedded tiny demo."""
+    return args if any(a == "--config" or a.startswith("--config=") for a in args) else ["--config", str(DEMO_CONFIG), *args]
+
+
+def main(args: list[str] | None = None) -> dict[str, Any]:
+    cli = MILRCLI(
+        MILRModule,
+        MILRDataModule,
+        run=False,
+        save_config_callback=None,
+        auto_configure_optimizers=False,
+        trainer_defaults=TRAINER_DEFAULTS,
+        args=with_default_config(sys.argv[1:] if args is None else list(args)),
+    )
+    out = Path(cli.config["output_dir"])
+    atomic_write(out / "config.yaml", cli.parser.dump(cli.config, skip_none=False))
+    done = completed(out)
+    cli.datamodule.skip(done)
+    console = Console()
+    if done:
+        console.print(f"[bold]resume:[/] {len(done)} prompts already complete in {out}, skipping them")
+    cli.datamodule.setup("fit")
+    if cli.datamodule.stream.exhausted:
+        console.print("nothing to do: every prompt is complete")
+        return {}
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    writer = next(c for c in cli.trainer.callbacks if isinstance(c, OutputWriter))
+    table = Table(title=f"MILR summary ({out})")
+    for key in writer.summary:
+        table.add_column(key)
+    table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in writer.summary.values()))
+    console.print(table)
+    return writer.summary
+
+
+if __name__ == "__main__":
+    main()
