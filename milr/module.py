@@ -133,7 +133,7 @@ class MILRModule(LightningModule):
         free = [i for i, s in enumerate(self.slots) if s is None]
         if free:
             self._admit(batch.take(len(free)), free)
-        stale = [s for s in self.slots if s is not None and not s.samples]
+        stale = [s for s in self.slots if s is not None and not s.fresh]
         if stale:
             self._decode(stale)
         for state in list(self.scored):
@@ -302,7 +302,7 @@ class MILRModule(LightningModule):
         mean = sum(s.reward for s in samples) / len(samples)
         state.history.append(StepRecord(len(state.history), chosen.reward, chosen.text, now - state.step_started, mean, chosen.details))
         state.step_started = now
-        state.samples = samples
+        state.samples, state.fresh = samples, True
         state.last = chosen
         if state.best is None or chosen.reward > state.best.reward:
             state.best = chosen
@@ -338,7 +338,7 @@ class MILRModule(LightningModule):
         is the same whatever else is in the batch)."""
         bb, terms = self.backbone, []
         for state in self.active():
-            samples, state.samples = state.samples, []
+            samples, state.fresh = state.samples, False
             if len(samples) < 2 and self.hparams.estimator == "rloo":
                 continue  # stage 0 has one sample: no leave-one-out baseline yet
             log_probs = torch.zeros(len(samples), device=self.device)

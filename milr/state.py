@@ -60,8 +60,8 @@ class StepRecord:
 
 @dataclass
 class PromptState:
-    """A prompt occupying a latent slot. ``samples`` are the current step's candidates (empty
-    once their loss has been taken, i.e. the latents moved on)."""
+    """A prompt occupying a latent slot. ``samples`` are the latest step's candidates; ``fresh``
+    until their loss has been taken (then the latents have moved on and need a new decode)."""
 
     prompt: Prompt
     slot: int
@@ -69,6 +69,7 @@ class PromptState:
     think_text: str
     initial_image: Image.Image
     samples: list[Sample] = field(default_factory=list)
+    fresh: bool = False
     history: list[StepRecord] = field(default_factory=list)
     best: Sample | None = None
     last: Sample | None = None

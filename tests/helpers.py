@@ -1,0 +1,57 @@
+"""Rewards used by tests (importable by class path from YAML/CLI)."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from data.prompt import Prompt
+from rewards.base import Reward, RewardOutput
+
+
+def mean_brightness(images: list[Image.Image], prompts: list[Prompt]) -> torch.Tensor:
+    """A plain-function reward: mean pixel value in [0, 1]."""
+    return torch.tensor([sum(im.convert("L").getdata()) / (255.0 * im.width * im.height) for im in images])
+
+
+class ConstantReward(Reward):
+    """Always ``value``: isolates the objective's mechanics from any reward signal."""
+
+    def __init__(self, value: float = 0.5) -> None:
+        self.value = value
+        self.calls = 0
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        self.calls += 1
+        return RewardOutput(torch.full((len(images),), self.value))
+
+
+class ScriptedReward(Reward):
+    """Returns scores from a per-prompt script: ``script[prompt.index][call_number]``."""
+
+    def __init__(self, script: dict[int, list[float]]) -> None:
+        self.script = script
+        self.seen: dict[int, int] = {}
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        scores = []
+        for p in prompts:
+            n = self.seen.get(p.index, 0)
+            self.seen[p.index] = n + 1
+            values = self.script[p.index]
+            scores.append(values[min(n, len(values) - 1)])
+        return RewardOutput(torch.tensor(scores))
+
+
+class FailingReward(Reward):
+    """Scores like ``mean_brightness`` but raises on call number ``fail_on`` (a crashed run)."""
+
+    def __init__(self, fail_on: int = 3) -> None:
+        self.fail_on = fail_on
+        self.calls = 0
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("reward server went away")
+        return RewardOutput(mean_brightness(images, prompts))

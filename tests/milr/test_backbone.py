@@ -1,0 +1,110 @@
+"""The decode loops: shapes, KV-cache equivalence, hidden states = head inputs, parity with
+transformers' own image generation, and loading errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from milr.backbone import CheckpointError, JanusBackbone
+from milr.prompts import image_prompt, think_prompt
+
+PROMPTS = ["a red apple", "two blue cups on a wooden table"]
+
+
+def test_think_with_cache_gives_the_same_tokens_as_the_uncached_reference_way(tiny):
+    cached = tiny.think(PROMPTS, max_new_tokens=10)
+    uncached = tiny.think(PROMPTS, max_new_tokens=10, use_cache=False)
+    assert [t.tolist() for t in cached.ids] == [t.tolist() for t in uncached.ids]
+    assert all(len(t) == 10 for t in cached.ids)  # a random model never says EOS in 10 tokens
+
+
+def test_think_batched_with_left_padding_matches_one_prompt_at_a_time(tiny):
+    batched = tiny.think(PROMPTS, max_new_tokens=8)
+    for i, p in enumerate(PROMPTS):
+        assert tiny.think([p], max_new_tokens=8).ids[0].tolist() == batched.ids[i].tolist()
+
+
+def test_think_hidden_states_are_the_lm_head_inputs(tiny):
+    out = tiny.think(PROMPTS[:1], max_new_tokens=6, record_hidden=True)
+    hidden, ids = out.hidden[0], out.ids[0]
+    assert hidden.shape == (6, tiny.hidden_size)
+    assert torch.equal(tiny.text_logits(hidden).argmax(-1), ids)
+    # the same vectors from one uncached forward over prompt + generated tokens
+    full = torch.tensor([tiny.encode(think_prompt(PROMPTS[0])) + ids.tolist()])
+    ref = tiny.lm(input_ids=full).last_hidden_state[0, -7:-1]
+    torch.testing.assert_close(hidden, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_think_forced_prefix_is_kept_and_continued(tiny):
+    free = tiny.think(PROMPTS[:1], max_new_tokens=8).ids[0]
+    prefix = torch.tensor([5, 9, 11])
+    forced = tiny.think(PROMPTS[:1], [prefix], max_new_tokens=8).ids[0]
+    assert forced[:3].tolist() == [5, 9, 11] and len(forced) == 8
+    assert tiny.think(PROMPTS[:1], [free[:3]], max_new_tokens=8).ids[0].tolist() == free.tolist()
+
+
+def test_think_prefix_with_eos_ends_the_text_there(tiny):
+    out = tiny.think(PROMPTS[:1], [torch.tensor([7, tiny.eos_id, 8])], max_new_tokens=8)
+    assert out.ids[0].tolist() == [7]
+
+
+def _hf_generate(bb: JanusBackbone, prompt: str, seed: int) -> torch.Tensor:
+    ids = bb.tokenizer([prompt + bb.boi_token], return_tensors="pt").input_ids
+    cfg = bb.model.generation_config
+    cfg.pad_token_id, cfg.bos_token_id = bb.pad_id, bb.bos_id
+    cfg.generation_kwargs = {"boi_token_id": bb.boi_id}
+    torch.manual_seed(seed)
+    return bb.model.generate(ids, attention_mask=torch.ones_like(ids), generation_mode="image", do_sample=True, top_k=0, guidance_scale=5.0)
+
+
+def test_image_loop_reproduces_transformers_generate_exactly(tiny8):
+    prompt = image_prompt("a red apple", "a shiny red apple")
+    ours = tiny8.sample_image(tiny8.image_context([prompt]), [torch.Generator().manual_seed(3)])
+    assert ours.tokens.shape == (1, 64)
+    assert torch.equal(ours.tokens, _hf_generate(tiny8, prompt, 3))
+
+
+def test_image_hidden_states_are_the_generation_head_inputs(tiny):
+    prompt = image_prompt("a red apple", None)
+    sample = tiny.sample_image(tiny.image_context([prompt]), [torch.Generator().manual_seed(0)], record_hidden=5)
+    assert sample.hidden.shape == (1, 5, 2, tiny.hidden_size)
+    # uncached forward of [cond; uncond] prompt + the first 4 image tokens
+    ctx = tiny.image_context([prompt])
+    tokens = sample.tokens[:, :4]
+    cond = torch.tensor([tiny.encode(prompt + tiny.boi_token)])
+    uncond = torch.where((cond == tiny.bos_id) | (cond == tiny.boi_id), cond, torch.full_like(cond, tiny.pad_id))
+    embeds = torch.cat([
+        tiny.model.get_input_embeddings()(torch.cat([cond, uncond])),
+        tiny.model.prepare_embeddings_for_image_generation(torch.cat([tokens, tokens])),
+    ], 1)
+    ref = tiny.lm(inputs_embeds=embeds).last_hidden_state[:, -5:]  # [2, 5, d]
+    torch.testing.assert_close(sample.hidden[0].transpose(0, 1), ref, rtol=1e-4, atol=1e-5)
+    assert ctx.cache.get_seq_length() == cond.shape[1]
+
+
+def test_forced_image_prefix_is_kept_and_context_is_reusable(tiny):
+    ctx = tiny.image_context([image_prompt("a cat", None), image_prompt("two dogs and a ball", None)])
+    prefix = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    gens = lambda: [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]  # noqa: E731
+    first = tiny.sample_image(ctx, gens(), prefix)
+    again = tiny.sample_image(ctx, gens(), prefix)  # the context's cache was copied, not consumed
+    assert torch.equal(first.tokens[:, :3], prefix)
+    assert torch.equal(first.tokens, again.tokens)
+    assert first.tokens.shape == (2, tiny.num_image_tokens)
+
+
+def test_decode_images_gives_rgb_images_of_sixteen_pixels_per_token_side_or_less(tiny):
+    images = tiny.decode_images(torch.zeros(2, tiny.num_image_tokens, dtype=torch.long))
+    assert len(images) == 2 and images[0].mode == "RGB" and images[0].size == (16, 16)
+
+
+def test_missing_checkpoint_is_a_clear_error_naming_it(tmp_path):
+    with pytest.raises(CheckpointError, match="no-such-janus") as err:
+        JanusBackbone(str(tmp_path / "no-such-janus"), device="cpu")
+    assert "huggingface-cli download" in str(err.value)
+
+
+def test_backbone_is_frozen(tiny):
+    assert not any(p.requires_grad for p in tiny.model.parameters())
+    assert not tiny.model.training
