@@ -126,7 +126,7 @@ class MILRModule(LightningModule):
             return torch.optim.SGD(params, lr=self.hparams.lr)
         return torch.optim.Adam(params, lr=self.hparams.lr)
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """``batch`` is the prompt stream (``data.PromptStream``): free slots pull from it."""
         self.timings = {"decode": 0.0, "reward": 0.0}
         self.scored = []
@@ -333,7 +333,7 @@ class MILRModule(LightningModule):
         self.log("reward/max", rewards.max(), on_step=False, on_epoch=True, batch_size=n)
         self.log("prompts/finished", float(len(self.finished)), on_step=False, on_epoch=True, batch_size=n)
 
-    def _loss(self) -> torch.Tensor | None:
+    def _loss(self) -> torch.Tensor:
         """Sum over running prompts of their REINFORCE loss (a sum, so each prompt's gradient
         is the same whatever else is in the batch)."""
         bb, terms = self.backbone, []
@@ -353,4 +353,6 @@ class MILRModule(LightningModule):
                 self.stop_prompt(state, StopReason.NONFINITE)
                 continue
             terms.append(loss)
-        return torch.stack(terms).sum() if terms else None
+        if not terms:  # nothing to update this step; a graph-less zero keeps every gradient None
+            return torch.zeros((), device=self.device, requires_grad=True)
+        return torch.stack(terms).sum()
