@@ -161,8 +161,17 @@ class JanusBackbone:
                 mask[i, width - len(r) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=True).input_ids
+    def encode(self, text: str, reserve: int = 0) -> list[int]:
+        """Token ids with BOS; an error if they plus ``reserve`` generated tokens would not fit
+        the model's context (an over-long prompt must fail clearly, not decode garbage)."""
+        ids = self.tokenizer(text, add_special_tokens=True).input_ids
+        limit = int(self.model.config.text_config.max_position_embeddings)
+        if len(ids) + reserve > limit:
+            raise ValueError(
+                f"prompt too long: {len(ids)} tokens + {reserve} to generate exceed the model's "
+                f"{limit}-token context (prompt starts {text[:60]!r})"
+            )
+        return ids
 
     def _forward(self, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None, **inputs) -> torch.Tensor:
         out = self.lm(attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=cache is not None, **inputs)
@@ -185,7 +194,7 @@ class JanusBackbone:
         it exists for the benchmark.
         """
         max_new = self.max_think_tokens if max_new_tokens is None else max_new_tokens
-        base = [self.encode(chat_prompts.think_prompt(p)) for p in prompts]
+        base = [self.encode(chat_prompts.think_prompt(p), reserve=max_new) for p in prompts]
         forced = [_until_eos(prefixes[i].tolist(), self.eos_id) if prefixes is not None else [] for i in range(len(base))]
         ids, mask = self._left_pad([b + f for b, f in zip(base, forced)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -233,7 +242,7 @@ class JanusBackbone:
         """Tokenise ``prompts`` (already chat-formatted) + ``<begin_of_image>`` into [cond; uncond]
         rows and prefill them. Unconditional rows keep only BOS and ``<begin_of_image>``; every
         other real token becomes pad (the reference's and transformers' construction)."""
-        rows = [self.encode(p + self.boi_token) for p in prompts]
+        rows = [self.encode(p + self.boi_token, reserve=self.num_image_tokens) for p in prompts]
         cond, mask = self._left_pad(rows)
         keep = (cond == self.bos_id) | (cond == self.boi_id) | (mask == 0)
         uncond = torch.where(keep, cond, torch.full_like(cond, self.pad_id))

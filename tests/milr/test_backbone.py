@@ -108,3 +108,15 @@ def test_missing_checkpoint_is_a_clear_error_naming_it(tmp_path):
 def test_backbone_is_frozen(tiny):
     assert not any(p.requires_grad for p in tiny.model.parameters())
     assert not tiny.model.training
+
+
+def test_over_long_prompt_is_a_clear_error(tiny):
+    with pytest.raises(ValueError, match="prompt too long"):
+        tiny.think(["apple " * 3000])
+
+
+def test_empty_prompt_is_a_clear_error(tiny):
+    import milr
+
+    with pytest.raises(ValueError, match="empty prompt"):
+        milr.optimize(["  "], tiny, lambda images, prompts: None)
