@@ -26,29 +26,19 @@ from PIL import Image
 from transformers import AutoTokenizer, BlipForQuestionAnswering
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
-from rewards.hub import load_pretrained
+from rewards.hub import LazyModel, load_pretrained
 
 
-class BlipVqa:
+class BlipVqa(LazyModel):
     """Lazily loaded BLIP VQA model answering yes/no questions about images, batched."""
 
     def __init__(self, checkpoint: str = "Salesforce/blip-vqa-capfilt-large", image_size: int = 480, batch_size: int = 16) -> None:
-        self.checkpoint = checkpoint
+        super().__init__(checkpoint, batch_size)
         self.image_size = image_size
-        self.batch_size = batch_size
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
-        self.model = None
-
-    def to(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.device, self.dtype = device, dtype
-        if self.model is not None:
-            self.model.to(device=device, dtype=dtype)
 
     def _load(self) -> None:
         what = "T2I-CompBench BLIP-VQA"
         self.model = load_pretrained(BlipForQuestionAnswering.from_pretrained, self.checkpoint, what=what)
-        self.model.to(device=self.device, dtype=self.dtype).eval()
         self.processor = load_pretrained(
             BlipImageProcessorPil.from_pretrained,
             self.checkpoint,
@@ -72,8 +62,7 @@ class BlipVqa:
     @torch.no_grad()
     def yes_probabilities(self, images: list[Image.Image], questions: list[list[str]]) -> list[list[float]]:
         """``questions[i]`` asked about ``images[i]``; returns the same nested layout."""
-        if self.model is None:
-            self._load()
+        self.load()
         step = self.batch_size
         image_embeds = torch.cat([self._encode_images(images[i : i + step]) for i in range(0, len(images), step)])
         pairs = [(i, q) for i, qs in enumerate(questions) for q in qs]

@@ -17,29 +17,19 @@ from PIL import Image
 from transformers import DPTForDepthEstimation
 from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
-from rewards.hub import load_pretrained
+from rewards.hub import LazyModel, load_pretrained
 
 
-class DepthEstimator:
+class DepthEstimator(LazyModel):
     """Lazily loaded DPT returning one ``uint8`` inverse-depth map per image."""
 
     def __init__(self, checkpoint: str = "Intel/dpt-hybrid-midas", image_size: int = 480, batch_size: int = 8) -> None:
-        self.checkpoint = checkpoint
+        super().__init__(checkpoint, batch_size)
         self.image_size = image_size
-        self.batch_size = batch_size
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
-        self.model = None
-
-    def to(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.device, self.dtype = device, dtype
-        if self.model is not None:
-            self.model.to(device=device, dtype=dtype)
 
     def _load(self) -> None:
         what = "T2I-CompBench 3D-spatial depth model"
         self.model = load_pretrained(DPTForDepthEstimation.from_pretrained, self.checkpoint, what=what)
-        self.model.to(device=self.device, dtype=self.dtype).eval()
         self.processor = load_pretrained(
             DPTImageProcessorPil.from_pretrained,
             self.checkpoint,
@@ -54,8 +44,7 @@ class DepthEstimator:
 
     def depth_maps(self, images: list[Image.Image], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         """``uint8`` maps, ``sizes[i] = (width, height)`` of map ``i``; ``batch_size`` images per forward."""
-        if self.model is None:
-            self._load()
+        self.load()
         step = self.batch_size
         return [m for i in range(0, len(images), step) for m in self._depth_maps(images[i : i + step], sizes[i : i + step])]
 

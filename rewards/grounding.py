@@ -21,7 +21,7 @@ from PIL import Image
 from transformers import AutoTokenizer, GroundingDinoForObjectDetection
 from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
 
-from rewards.hub import load_pretrained
+from rewards.hub import LazyModel, load_pretrained
 
 Box = tuple[float, float, float, float]
 
@@ -70,7 +70,7 @@ def _char_to_token(encoding, batch_index: int, candidates: list[int]):
     return None
 
 
-class GroundingDetector:
+class GroundingDetector(LazyModel):
     """Lazily loaded Grounding DINO returning, per image, ``{phrase: [Detection, ...]}``
     sorted by score (highest first)."""
 
@@ -81,29 +81,18 @@ class GroundingDetector:
         batch_size: int = 8,
         what: str = "Grounding DINO detector",
     ) -> None:
-        self.checkpoint = checkpoint
+        super().__init__(checkpoint, batch_size)
         self.box_threshold = box_threshold
-        self.batch_size = batch_size
         self.what = what
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
-        self.model = None
-
-    def to(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.device, self.dtype = device, dtype
-        if self.model is not None:
-            self.model.to(device=device, dtype=dtype)
 
     def _load(self) -> None:
         self.model = load_pretrained(GroundingDinoForObjectDetection.from_pretrained, self.checkpoint, what=self.what)
-        self.model.to(device=self.device, dtype=self.dtype).eval()
         self.processor = load_pretrained(GroundingDinoImageProcessorPil.from_pretrained, self.checkpoint, what=self.what)
         self.tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.checkpoint, what=self.what)
 
     def detect(self, images: list[Image.Image], phrases: list[list[str]]) -> list[dict[str, list[Detection]]]:
         """Detect ``phrases[i]`` in ``images[i]``, ``batch_size`` images per forward."""
-        if self.model is None:
-            self._load()
+        self.load()
         step = self.batch_size
         return [found for i in range(0, len(images), step) for found in self._detect(images[i : i + step], phrases[i : i + step])]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 
@@ -31,3 +33,30 @@ def load_pretrained(loader: Callable[..., T], name_or_path: str, *, what: str, *
             "holding config.json and the weights as this reward's checkpoint option. "
             f"Original error: {type(err).__name__}: {err}"
         ) from err
+
+
+class LazyModel:
+    """A model a reward needs: weights load on first use, once, on the device/dtype set by ``to``.
+
+    Subclasses implement ``_load`` (set ``self.model`` and any processors, via ``load_pretrained``).
+    """
+
+    def __init__(self, checkpoint: str, batch_size: int) -> None:
+        self.checkpoint = checkpoint
+        self.batch_size = batch_size
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.model: Any = None
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.device, self.dtype = device, dtype
+        if self.model is not None:
+            self.model.to(device=device, dtype=dtype)
+
+    def load(self) -> None:
+        if self.model is None:
+            self._load()
+            self.model.to(device=self.device, dtype=self.dtype).eval()
+
+    def _load(self) -> None:
+        raise NotImplementedError

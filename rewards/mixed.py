@@ -34,7 +34,7 @@ from data.prompt import Prompt
 from rewards.base import Reward, RewardOutput, register, score
 from rewards.compbench_rules import Box, determine_position
 from rewards.grounding import Detection, GroundingDetector
-from rewards.hub import load_pretrained
+from rewards.hub import LazyModel, load_pretrained
 from rewards.unified_reward import UnifiedReward
 
 #: (detector, GIT colour, UnifiedReward) weights
@@ -126,25 +126,15 @@ def object_task_score(detections: dict[str, list[Any]], objects: list[str]) -> f
 
 
 # --------------------------------------------------------------------------- GIT VQA
-class GitVqa:
+class GitVqa(LazyModel):
     """Lazily loaded GIT answering yes/no questions: p(yes)/(p(yes)+p(no)) of the next token."""
 
     def __init__(self, checkpoint: str = "microsoft/git-large-vqav2", batch_size: int = 16) -> None:
-        self.checkpoint = checkpoint
-        self.batch_size = batch_size
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
-        self.model = None
-
-    def to(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.device, self.dtype = device, dtype
-        if self.model is not None:
-            self.model.to(device=device, dtype=dtype)
+        super().__init__(checkpoint, batch_size)
 
     def _load(self) -> None:
         what = "mixed reward GIT VQA colour model"
         self.model = load_pretrained(GitForCausalLM.from_pretrained, self.checkpoint, what=what)
-        self.model.to(device=self.device, dtype=self.dtype).eval()
         self.processor = load_pretrained(CLIPImageProcessorPil.from_pretrained, self.checkpoint, what=what)
         self.tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.checkpoint, what=what)
         self.yes_id, self.no_id = (self._single_token(word) for word in ("yes", "no"))
@@ -158,8 +148,7 @@ class GitVqa:
     @torch.no_grad()
     def yes_probabilities(self, images: list[Image.Image], questions: list[list[str]]) -> list[list[float]]:
         """``questions[i]`` asked about ``images[i]``; returns the same nested layout."""
-        if self.model is None:
-            self._load()
+        self.load()
         pixels = self.processor([im.convert("RGB") for im in images], return_tensors="pt").pixel_values
         pairs = [(i, q) for i, qs in enumerate(questions) for q in qs]
         probs: list[float] = []
