@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 
 import torch
 from PIL import Image
-from transformers import DynamicCache, JanusForConditionalGeneration
+from transformers import DynamicCache, JanusForConditionalGeneration, StaticCache
 
 from milr import prompts as chat_prompts
 
@@ -64,7 +64,7 @@ class ImageContext:
     prompts: list[str]
     mask: torch.Tensor  # [2B, T]
     positions: torch.Tensor  # [2B] next position id per row
-    cache: DynamicCache
+    cache: DynamicCache | StaticCache
     last_hidden: torch.Tensor  # [2B, d]
 
 
@@ -96,6 +96,8 @@ class JanusBackbone:
         max_think_tokens: int = 512,
         guidance_scale: float = 5.0,
         temperature: float = 1.0,
+        static_cache: bool = False,
+        compile: bool = False,
     ) -> None:
         self.name_or_path = name_or_path
         self.device = resolve_device(device)
@@ -119,6 +121,10 @@ class JanusBackbone:
         self.boi_token = tokenizer.boi_token
         self.boi_id = int(tokenizer.convert_tokens_to_ids(self.boi_token))
         self.num_image_tokens = int(self.model.config.vision_config.num_image_tokens)
+        # GPU fast path: a preallocated KV cache gives the image loop fixed shapes, which is
+        # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
+        self.static_cache = static_cache or compile
+        self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=False) if compile else self.lm
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: DTypeName = "auto", device: str = "auto", **kwargs) -> "JanusBackbone":
@@ -173,8 +179,15 @@ class JanusBackbone:
             )
         return ids
 
-    def _forward(self, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | None, **inputs) -> torch.Tensor:
-        out = self.lm(attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=cache is not None, **inputs)
+    def _forward(self, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache | StaticCache | None, step: bool = False, **inputs) -> torch.Tensor:
+        """One language-model call; ``step=True`` marks the one-token image decode step (compiled
+        when ``compile=True``)."""
+        lm = self._step if step else self.lm
+        extra = {}
+        if isinstance(cache, StaticCache):
+            start = mask.shape[1] - positions.shape[1]
+            extra["cache_position"] = torch.arange(start, mask.shape[1], device=mask.device)
+        out = lm(attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=cache is not None, **inputs, **extra)
         return out.last_hidden_state
 
     # ------------------------------------------------------------------ think text
@@ -249,7 +262,10 @@ class JanusBackbone:
         ids = torch.cat([cond, uncond])
         mask2 = torch.cat([mask, mask])
         positions = (mask2.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        if self.static_cache:
+            cache = StaticCache(config=self.model.config.text_config, max_cache_len=ids.shape[1] + self.num_image_tokens)
+        else:
+            cache = DynamicCache()
         h = self._forward(mask2, positions, cache, inputs_embeds=self.model.get_input_embeddings()(ids))[:, -1]
         return ImageContext(list(prompts), mask2, positions[:, -1] + 1, cache, h)
 
@@ -308,7 +324,7 @@ class JanusBackbone:
                 break
             embeds = self.model.prepare_embeddings_for_image_generation(torch.cat([token, token])[:, None])
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-            h = self._forward(mask, pos[:, None], cache, inputs_embeds=embeds)[:, -1]
+            h = self._forward(mask, pos[:, None], cache, step=True, inputs_embeds=embeds)[:, -1]
             pos = pos + 1
         return ImageSample(tokens=tokens, hidden=hidden if record_hidden else None)
 

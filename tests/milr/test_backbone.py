@@ -120,3 +120,14 @@ def test_empty_prompt_is_a_clear_error(tiny):
 
     with pytest.raises(ValueError, match="empty prompt"):
         milr.optimize(["  "], tiny, lambda images, prompts: None)
+
+
+def test_static_kv_cache_samples_the_same_tokens_as_the_dynamic_one(tiny):
+    static = JanusBackbone.tiny(seed=0, grid=4, static_cache=True)
+    prompts = [image_prompt("a cat", None), image_prompt("two dogs and a ball on the grass", None)]
+    prefix = torch.tensor([[1, 2], [3, 4]])
+    gens = lambda: [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]  # noqa: E731
+    for p in (None, prefix):
+        dyn = tiny.sample_image(tiny.image_context(prompts), gens(), p)
+        sta = static.sample_image(static.image_context(prompts), gens(), p)
+        assert torch.equal(dyn.tokens, sta.tokens)
