@@ -185,8 +185,10 @@ class JanusBackbone:
         lm = self._step if step else self.lm
         extra = {}
         if isinstance(cache, StaticCache):
+            # fixed shapes for the compiled step: the mask always spans the whole cache
             start = mask.shape[1] - positions.shape[1]
             extra["cache_position"] = torch.arange(start, mask.shape[1], device=mask.device)
+            mask = torch.nn.functional.pad(mask, (0, cache.layers[0].max_cache_len - mask.shape[1]))
         out = lm(attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=cache is not None, **inputs, **extra)
         return out.last_hidden_state
 
