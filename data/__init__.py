@@ -13,7 +13,7 @@ from data.formats import (
     t2i_compbench_category,
 )
 from data.prompt import Prompt
-from data.stream import PromptFeed, PromptStream
+from data.stream import PromptFeed, PromptStream, feed_loader
 
 __all__ = [
     "LOADERS",
@@ -22,6 +22,7 @@ __all__ = [
     "PromptFeed",
     "PromptStream",
     "T2I_COMPBENCH_CATEGORIES",
+    "feed_loader",
     "infer_format",
     "load_geneval",
     "load_prompt_list",

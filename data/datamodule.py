@@ -10,11 +10,7 @@ from torch.utils.data import DataLoader
 
 from data.formats import MAX_CHARS, load_prompt_list, load_prompts
 from data.prompt import Prompt
-from data.stream import PromptFeed, PromptStream
-
-
-def _identity(batch: Any) -> Any:
-    return batch
+from data.stream import PromptStream, feed_loader
 
 
 def _gather_indices(indices: list[int]) -> list[int]:
@@ -121,8 +117,7 @@ class MILRDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.stream is None:
             raise RuntimeError("MILRDataModule: call setup() first")
-        # num_workers=0: the stream must live in this process, where the model takes from it
-        return DataLoader(PromptFeed(self.stream), batch_size=None, collate_fn=_identity, num_workers=0)
+        return feed_loader(self.stream)
 
     def state_dict(self) -> dict[str, Any]:
         """Indices handed out so far on all ranks (collective: call it on every rank)."""

@@ -6,7 +6,7 @@ import itertools
 from collections import Counter, deque
 from typing import Any, Iterator, Sequence
 
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from data.prompt import Prompt
 
@@ -82,3 +82,15 @@ class PromptFeed(IterableDataset):
 
     def __iter__(self) -> Iterator[PromptStream]:
         return itertools.repeat(self.stream)
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+def feed_loader(stream: PromptStream) -> DataLoader:
+    """The train dataloader over ``stream``: each batch is the stream itself.
+
+    ``num_workers=0``: the stream must live in this process, where the model takes from it.
+    """
+    return DataLoader(PromptFeed(stream), batch_size=None, collate_fn=_identity, num_workers=0)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 from lightning import Callback, Trainer
-from torch.utils.data import DataLoader
-
 from data.prompt import Prompt
-from data.stream import PromptFeed, PromptStream
+from data.stream import PromptStream, feed_loader
 from milr.backbone import JanusBackbone
 from milr.module import TRAINER_DEFAULTS, MILRModule, Mode
 from milr.objective import Estimator
@@ -19,11 +17,6 @@ from rewards.base import RewardFn
 def as_prompts(prompts: Sequence[str | Prompt]) -> list[Prompt]:
     """Strings become ``Prompt(text, index=position)``; ``Prompt`` objects pass through."""
     return [p if isinstance(p, Prompt) else Prompt(p, i, {"prompt": p}) for i, p in enumerate(prompts)]
-
-
-def feed(prompts: Sequence[Prompt]) -> DataLoader:
-    """A train dataloader over a prompt stream (the module pulls prompts as slots free up)."""
-    return DataLoader(PromptFeed(PromptStream(prompts)), batch_size=None, collate_fn=lambda stream: stream, num_workers=0)
 
 
 def make_trainer(backbone: JanusBackbone, callbacks: Sequence[Callback] = (), **overrides: Any) -> Trainer:
@@ -82,6 +75,6 @@ def optimize(
         select=select,
         batch_size=batch_size,
     )
-    make_trainer(backbone, callbacks, **trainer_kwargs).fit(module, train_dataloaders=feed(items))
+    make_trainer(backbone, callbacks, **trainer_kwargs).fit(module, train_dataloaders=feed_loader(PromptStream(items)))
     order = {p.index: i for i, p in enumerate(items)}
     return sorted(module.finished, key=lambda r: order[r.prompt.index])

@@ -288,7 +288,7 @@ class MILRModule(LightningModule):
         if not self.uses_text:
             return [s.think_text for s in rows]
         keys = [(s.prompt.index, tuple(p.tolist())) for s, p in zip(rows, prefixes)]
-        known = {(s.prompt.index, tuple(smp.text_prefix.tolist())): smp.text for s in rows for smp in (s.last,) if smp}
+        known = {(s.prompt.index, tuple(s.last.text_prefix.tolist())): s.last.text for s in rows}
         todo = list(dict.fromkeys(k for k in keys if k not in known))
         if todo:
             by_key = {k: (s, p) for k, s, p in zip(keys, rows, prefixes)}
