@@ -37,7 +37,7 @@ class MILRCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         out = Path(self.config_init["output_dir"])
         if config.get("logger") in (None, True):
-            config["logger"] = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
+            config["logger"] = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False)
         given = {type(c) for c in (config.get("callbacks") or []) + callbacks}
         defaults = [OutputWriter(out), StepTimer(), TensorBoardImageLogger()]
         if config.get("enable_progress_bar") is not False:

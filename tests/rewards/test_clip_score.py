@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from tokenizers import pre_tokenizers
-from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
+from transformers import CLIPModel, CLIPProcessor, CLIPTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from data.prompt import Prompt
 from rewards.base import build, score
 from rewards.clip_score import DEFAULT_CHECKPOINT, CLIPScoreReward, clip_score
 from rewards.hub import MissingCheckpointError
+from tests.rewards.tiny_models import tiny_clip
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rewards" / "clip_score.yaml"
 
@@ -27,35 +27,10 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def tiny_tokenizer() -> CLIPTokenizer:
-    """Byte-level CLIP BPE without merges: one token per character, CLIP's special tokens."""
-    chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": 2 * len(chars), "<|endoftext|>": 2 * len(chars) + 1})
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised CLIPModel (77 text positions, 30 px images) in hub layout."""
-    path = tmp_path_factory.mktemp("tiny_clip")
-    tokenizer = tiny_tokenizer()
-    layer = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
-    config = CLIPConfig(
-        text_config=dict(
-            layer, vocab_size=len(tokenizer), max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        ),
-        vision_config=dict(layer, image_size=30, patch_size=15),
-        projection_dim=16,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        CLIPModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    CLIPImageProcessorPil(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30}).save_pretrained(path)
-    return path
+    return tiny_clip(tmp_path_factory.mktemp("tiny_clip"), image_size=30, patch_size=15)
 
 
 def images(n: int, seed: int = 0) -> list[Image.Image]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import string
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from rewards.geneval import COLORS, OBJECT_NAMES, ColorClassifier, Detection, Ge
 from rewards.geneval_rules import Rules, check, color_targets, compute_iou, relative_position, select, summarize
 from rewards.hub import MissingCheckpointError
 from rewards.mask2former import Mask2FormerDetector, instance_postprocess, mask_scores, masks_to_boxes, resize_mask_logits, top_pairs
+from tests.rewards.tiny_models import tiny_clip, tiny_mask2former
 
 METADATA = Path("/work/shared/benchmarks/geneval/evaluation_metadata.jsonl")
 OBJECT_NAMES_FILE = Path("/work/shared/benchmarks/geneval/object_names.txt")
@@ -328,60 +328,13 @@ def test_resize_mask_logits_crops_padding_before_resizing_to_the_image():
 
 # ----------------------------------------------------------------------------- tiny checkpoints
 
-def _tiny_detector(path: Path, engineered: bool) -> str:
-    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessorPil, SwinConfig
-
-    torch.manual_seed(0)
-    stages = ["stage1", "stage2", "stage3", "stage4"]
-    swin = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4, out_features=stages)
-    config = Mask2FormerConfig(
-        backbone_config=swin, num_labels=80, num_queries=8, hidden_dim=32, mask_feature_size=32, feature_size=32,
-        encoder_layers=1, decoder_layers=2, encoder_feedforward_dim=32, dim_feedforward=32, num_attention_heads=2,
-    )
-    model = Mask2FormerForUniversalSegmentation(config).eval()
-    if engineered:  # every query: "bench" with probability ~1 and a mask covering the whole image
-        with torch.no_grad():
-            model.class_predictor.weight.zero_()
-            model.class_predictor.bias.fill_(-10.0)
-            model.class_predictor.bias[OBJECT_NAMES.index("bench")] = 20.0
-            for layer in (
-                model.model.pixel_level_module.decoder.mask_projection,  # pixel embeddings: all 1
-                model.model.transformer_module.decoder.mask_predictor.mask_embedder.get_submodule("2.0"),  # mask embeddings: all 1
-            ):
-                layer.weight.zero_()
-                layer.bias.fill_(1.0)
-    model.save_pretrained(path)
-    Mask2FormerImageProcessorPil(size={"shortest_edge": 32, "longest_edge": 48}).save_pretrained(path)
-    return str(path)
-
-
-def _tiny_clip(path: Path) -> str:
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
-
-    path.mkdir()
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for ch in string.ascii_lowercase + string.digits + "-":
-        vocab[ch], vocab[ch + "</w>"] = len(vocab), len(vocab) + 1
-    (path / "vocab.json").write_text(json.dumps(vocab))
-    (path / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer.from_pretrained(path)
-    torch.manual_seed(0)
-    text = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, vocab_size=len(vocab),
-                max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1)
-    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("geneval_ckpt")
     return {
-        "random": _tiny_detector(root / "m2f_random", engineered=False),
-        "bench": _tiny_detector(root / "m2f_bench", engineered=True),
-        "clip": _tiny_clip(root / "clip"),
+        "random": str(tiny_mask2former(root / "m2f_random")),
+        "bench": str(tiny_mask2former(root / "m2f_bench", always="bench")),  # every query: a whole-image bench
+        "clip": str(tiny_clip(root / "clip", image_size=32, patch_size=8)),
     }
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from rewards import judges
 from rewards.hub import MissingCheckpointError
 from rewards.judges import JudgeError, JudgeParseError, OpenAIJudge, QwenVLJudge, cache_key, conversation
+from tests.rewards.tiny_models import tiny_qwen_vl
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 
@@ -294,57 +295,9 @@ def test_cache_key_depends_on_model_text_and_pixels():
 
 # --------------------------------------------------------------------------- local Qwen2.5-VL judge
 
-# the Qwen2-VL chat template (default system turn, image placeholders), as shipped with Qwen2.5-VL
-CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-
-
-def save_tiny_qwen_vl(path) -> None:
-    """A random 1-layer Qwen2.5-VL plus tokenizer/image processor/chat template, in the layout of the Hub checkpoints."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers import Qwen2VLImageProcessorPil
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(["You are a helpful assistant. Rate the image. Final Score: 3 Consistency: 2"] * 4, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tokenizer.save_pretrained(path)
-    Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56).save_pretrained(path)
-    (path / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}))
-    ids = {t: bpe.token_to_id(t) for t in SPECIALS}
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=bpe.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-        ),
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                           fullatt_block_indexes=[0], window_size=56),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-    )
-    torch.manual_seed(0)
-    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(path)
-
-
 @pytest.fixture(scope="module")
 def tiny_qwen(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-qwen2.5-vl")
-    save_tiny_qwen_vl(path)
-    return str(path)
+    return str(tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen2.5-vl")))
 
 
 def test_local_judge_batched_generation_matches_one_by_one(tiny_qwen):

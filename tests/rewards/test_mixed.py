@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import GitConfig, GitForCausalLM
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from data.prompt import Prompt
 from rewards.base import Reward, RewardOutput, build, score
@@ -28,7 +26,8 @@ from rewards.mixed import (
     spatial_task_score,
 )
 from rewards.unified_reward import UnifiedReward
-from tests.rewards.test_t2i_compbench import LAYER, VOCAB_SIZE, build_grounding_dino, images, tiny_bert_tokenizer
+from tests.rewards.test_t2i_compbench import images
+from tests.rewards.tiny_models import tiny_git, tiny_grounding_dino
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rewards" / "mixed.yaml"
 
@@ -60,18 +59,7 @@ class FixedUnified(Reward):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_mixed")
-    git = root / "git"
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        tiny_bert_tokenizer(git)
-        config = GitConfig(
-            vision_config=dict(LAYER, image_size=32, patch_size=16), vocab_size=VOCAB_SIZE, max_position_embeddings=64,
-            bos_token_id=101, eos_token_id=102, pad_token_id=0, **LAYER,
-        )
-        GitForCausalLM(config).save_pretrained(git)
-        CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(git)
-        gdino = build_grounding_dino(root / "gdino")
-    return {"git": git, "gdino": gdino}
+    return {"git": tiny_git(root / "git"), "gdino": tiny_grounding_dino(root / "gdino")}
 
 
 def make_reward(checkpoints, unified: Reward | None = None, **kwargs) -> MixedReward:

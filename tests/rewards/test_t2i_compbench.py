@@ -15,23 +15,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from transformers import (
-    BertConfig,
-    BertTokenizerFast,
-    BlipConfig,
-    BlipForQuestionAnswering,
-    CLIPConfig,
-    CLIPModel,
-    DPTConfig,
-    DPTForDepthEstimation,
-    GroundingDinoConfig,
-    GroundingDinoForObjectDetection,
-    SwinConfig,
-)
-from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
-from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+from transformers import BertTokenizerFast
 
 from data.prompt import Prompt
 from rewards import compbench_rules as rules
@@ -41,14 +25,10 @@ from rewards.compbench_text import drop_adjectives, noun_chunks, nouns
 from rewards.grounding import GroundingDetector, grounding_caption, phrase_token_map
 from rewards.hub import MissingCheckpointError
 from rewards.t2i_compbench import T2ICompBenchReward
-from tests.rewards.test_clip_score import tiny_tokenizer as tiny_clip_tokenizer
+from tests.rewards.tiny_models import VOCAB_SIZE, tiny_blip, tiny_clip, tiny_dpt, tiny_grounding_dino
 
 BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "t2i_compbench"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rewards" / "t2i_compbench.yaml"
-#: vocabulary size of the tiny BERT-style tokenizer; Grounding DINO hard-codes BERT's ids of
-#: [CLS] 101, [SEP] 102, "." 1012 and "?" 1029, so the tiny vocabulary keeps those slots
-VOCAB_SIZE = 1030
-WORDS = "yes no is this a an the are there red green blue bench bowl dog dogs cat cats next to on top of left right near bear teddy".split()
 
 
 @pytest.fixture(autouse=True)
@@ -57,68 +37,15 @@ def offline(monkeypatch):
 
 
 # --------------------------------------------------------------------------- tiny models
-def tiny_bert_tokenizer(path: Path) -> BertTokenizerFast:
-    """Uncased WordPiece over ``WORDS`` with BERT's special-token ids, saved to ``path``."""
-    vocab = [f"[unused{i}]" for i in range(VOCAB_SIZE)]
-    for index, token in {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}.items():
-        vocab[index] = token
-    for i, word in enumerate(WORDS):
-        vocab[200 + i] = word
-    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
-    tokenizer.save_pretrained(path)
-    return tokenizer
-
-
-LAYER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
-
-
-def build_grounding_dino(path: Path) -> Path:
-    """Grounding DINO with a 2-stage Swin backbone (no timm), 10 queries, 64-px inputs."""
-    tiny_bert_tokenizer(path)
-    config = GroundingDinoConfig(
-        backbone_config=SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 1], window_size=4, out_features=["stage1", "stage2"]),
-        text_config=BertConfig(vocab_size=VOCAB_SIZE, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64),
-        use_timm_backbone=False, use_pretrained_backbone=False, d_model=32, encoder_layers=1, decoder_layers=2,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10,
-        num_feature_levels=2, encoder_n_points=2, decoder_n_points=2, max_text_len=32,
-    )
-    GroundingDinoForObjectDetection(config).save_pretrained(path)
-    GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 64}).save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_compbench")
-    paths = {name: root / name for name in ("blip", "clip", "gdino", "dpt")}
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        tiny_bert_tokenizer(paths["blip"])
-        blip = BlipConfig(
-            text_config=dict(LAYER, vocab_size=VOCAB_SIZE + 2, max_position_embeddings=64, bos_token_id=VOCAB_SIZE, sep_token_id=102, pad_token_id=0),
-            vision_config=dict(LAYER, image_size=32, patch_size=16),
-        )
-        BlipForQuestionAnswering(blip).save_pretrained(paths["blip"])
-        BlipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(paths["blip"])
-
-        tokenizer = tiny_clip_tokenizer()
-        clip = CLIPConfig(
-            text_config=dict(LAYER, vocab_size=len(tokenizer), max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
-            vision_config=dict(LAYER, image_size=32, patch_size=16),
-            projection_dim=16,
-        )
-        CLIPModel(clip).save_pretrained(paths["clip"])
-        tokenizer.save_pretrained(paths["clip"])
-        CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(paths["clip"])
-
-        build_grounding_dino(paths["gdino"])
-
-        dpt = DPTConfig(**dict(LAYER, num_hidden_layers=4), image_size=32, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
-                        neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=16)
-        DPTForDepthEstimation(dpt).save_pretrained(paths["dpt"])
-        DPTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(paths["dpt"])
-    return paths
+    return {
+        "blip": tiny_blip(root / "blip"),
+        "clip": tiny_clip(root / "clip", image_size=32, patch_size=16),
+        "gdino": tiny_grounding_dino(root / "gdino"),
+        "dpt": tiny_dpt(root / "dpt"),
+    }
 
 
 @pytest.fixture(scope="module")
