@@ -1,0 +1,218 @@
+"""Tiny randomly initialised checkpoints of the reward models' transformers classes, for tests.
+
+Each builder writes config, weights and the tokenizer/processor files into ``path`` in the
+layout of the Hub checkpoint (so the rewards load it through their checkpoint options exactly
+as a downloaded one) and returns ``path``. Everything is built offline; weights are drawn from
+``seed`` without touching the global RNG, so a checkpoint does not depend on what ran before.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    BertConfig,
+    BertTokenizerFast,
+    BlipConfig,
+    BlipForQuestionAnswering,
+    CLIPConfig,
+    CLIPModel,
+    CLIPTokenizer,
+    DPTConfig,
+    DPTForDepthEstimation,
+    GitConfig,
+    GitForCausalLM,
+    GroundingDinoConfig,
+    GroundingDinoForObjectDetection,
+    Mask2FormerConfig,
+    Mask2FormerForUniversalSegmentation,
+    Mask2FormerImageProcessorPil,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
+    SwinConfig,
+)
+from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+
+from rewards.geneval import OBJECT_NAMES
+
+#: one tiny transformer layer, shared by the BLIP / CLIP / GIT / DPT configs
+LAYER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
+#: vocabulary size of the tiny BERT-style tokenizer; Grounding DINO hard-codes BERT's ids of
+#: [CLS] 101, [SEP] 102, "." 1012 and "?" 1029, so the tiny vocabulary keeps those slots
+VOCAB_SIZE = 1030
+WORDS = "yes no is this a an the are there red green blue bench bowl dog dogs cat cats next to on top of left right near bear teddy".split()
+
+# the Qwen2-VL chat template (default system turn, image placeholders), as shipped with Qwen2.5-VL
+QWEN_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+
+
+def _random(model_class: type, config: Any, seed: int) -> Any:
+    """``model_class(config)`` with weights drawn from ``seed``; the global RNG is left alone."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return model_class(config).eval()
+
+
+# --------------------------------------------------------------------------- tokenizers
+def tiny_bert_tokenizer(path: Path) -> BertTokenizerFast:
+    """Uncased WordPiece over ``WORDS`` with BERT's special-token ids, saved to ``path``."""
+    vocab = [f"[unused{i}]" for i in range(VOCAB_SIZE)]
+    for index, token in {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}.items():
+        vocab[index] = token
+    for i, word in enumerate(WORDS):
+        vocab[200 + i] = word
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
+    tokenizer.save_pretrained(path)
+    return tokenizer
+
+
+def tiny_clip_tokenizer() -> CLIPTokenizer:
+    """Byte-level CLIP BPE without merges: one token per character, CLIP's special tokens."""
+    chars = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": 2 * len(chars), "<|endoftext|>": 2 * len(chars) + 1})
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def tiny_clip(path: Path, image_size: int = 32, patch_size: int = 16, seed: int = 0) -> Path:
+    """CLIPModel (77 text positions, ``image_size`` px square images, 16-d projection)."""
+    tokenizer = tiny_clip_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(
+            LAYER, vocab_size=len(tokenizer), max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(LAYER, image_size=image_size, patch_size=patch_size),
+        projection_dim=16,
+    )
+    _random(CLIPModel, config, seed).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    crop = {"height": image_size, "width": image_size}
+    CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=crop).save_pretrained(path)
+    return path
+
+
+def tiny_mask2former(path: Path, always: Optional[str] = None, seed: int = 0) -> Path:
+    """Mask2Former (Swin, 80 COCO classes, 8 queries, 32-48 px inputs).
+
+    ``always``: every query detects this GenEval class with probability ~1 and a mask covering
+    the whole image, so the GenEval rules have a known outcome.
+    """
+    stages = ["stage1", "stage2", "stage3", "stage4"]
+    swin = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4, out_features=stages)
+    config = Mask2FormerConfig(
+        backbone_config=swin, num_labels=80, num_queries=8, hidden_dim=32, mask_feature_size=32, feature_size=32,
+        encoder_layers=1, decoder_layers=2, encoder_feedforward_dim=32, dim_feedforward=32, num_attention_heads=2,
+    )
+    model = _random(Mask2FormerForUniversalSegmentation, config, seed)
+    if always is not None:
+        with torch.no_grad():
+            model.class_predictor.weight.zero_()
+            model.class_predictor.bias.fill_(-10.0)
+            model.class_predictor.bias[OBJECT_NAMES.index(always)] = 20.0
+            for layer in (
+                model.model.pixel_level_module.decoder.mask_projection,  # pixel embeddings: all 1
+                model.model.transformer_module.decoder.mask_predictor.mask_embedder.get_submodule("2.0"),  # mask embeddings: all 1
+            ):
+                layer.weight.zero_()
+                layer.bias.fill_(1.0)
+    model.save_pretrained(path)
+    Mask2FormerImageProcessorPil(size={"shortest_edge": 32, "longest_edge": 48}).save_pretrained(path)
+    return path
+
+
+def tiny_blip(path: Path, seed: int = 0) -> Path:
+    """BLIP VQA (BERT vocabulary + [DEC] and [ENC] at the end, 32 px images)."""
+    tiny_bert_tokenizer(path)
+    config = BlipConfig(
+        text_config=dict(LAYER, vocab_size=VOCAB_SIZE + 2, max_position_embeddings=64, bos_token_id=VOCAB_SIZE, sep_token_id=102, pad_token_id=0),
+        vision_config=dict(LAYER, image_size=32, patch_size=16),
+    )
+    _random(BlipForQuestionAnswering, config, seed).save_pretrained(path)
+    BlipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+def tiny_grounding_dino(path: Path, seed: int = 0) -> Path:
+    """Grounding DINO with a 2-stage Swin backbone (no timm), 10 queries, 64-px inputs."""
+    tiny_bert_tokenizer(path)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 1], window_size=4, out_features=["stage1", "stage2"]),
+        text_config=BertConfig(vocab_size=VOCAB_SIZE, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64),
+        use_timm_backbone=False, use_pretrained_backbone=False, d_model=32, encoder_layers=1, decoder_layers=2,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10,
+        num_feature_levels=2, encoder_n_points=2, decoder_n_points=2, max_text_len=32,
+    )
+    _random(GroundingDinoForObjectDetection, config, seed).save_pretrained(path)
+    GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 64}).save_pretrained(path)
+    return path
+
+
+def tiny_dpt(path: Path, seed: int = 0) -> Path:
+    """DPT depth estimator (4 ViT layers, 32 px inputs)."""
+    config = DPTConfig(**dict(LAYER, num_hidden_layers=4), image_size=32, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
+                       neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=16)
+    _random(DPTForDepthEstimation, config, seed).save_pretrained(path)
+    DPTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+def tiny_git(path: Path, seed: int = 0) -> Path:
+    """GIT causal LM (BERT vocabulary with "yes"/"no", CLIP image processor, 32 px images)."""
+    tiny_bert_tokenizer(path)
+    config = GitConfig(
+        vision_config=dict(LAYER, image_size=32, patch_size=16), vocab_size=VOCAB_SIZE, max_position_embeddings=64,
+        bos_token_id=101, eos_token_id=102, pad_token_id=0, **LAYER,
+    )
+    _random(GitForCausalLM, config, seed).save_pretrained(path)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+def tiny_qwen_vl(path: Path, seed: int = 0) -> Path:
+    """A 1-layer Qwen2.5-VL plus byte-level tokenizer, image processor and chat template."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=QWEN_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["You are a helpful assistant. Rate the image. Final Score: 3 Consistency: 2"] * 4, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.save_pretrained(path)
+    Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56).save_pretrained(path)
+    (path / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_CHAT_TEMPLATE}))
+    ids = {t: bpe.token_to_id(t) for t in QWEN_SPECIALS}
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=bpe.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                           fullatt_block_indexes=[0], window_size=56),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    _random(Qwen2_5_VLForConditionalGeneration, config, seed).save_pretrained(path)
+    return path
