@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from PIL import Image
@@ -111,6 +111,9 @@ class JanusBackbone:
             model, tokenizer = tiny_janus(seed=seed, grid=grid)
         else:
             model, tokenizer = _load_pretrained(name_or_path, self.dtype)
+        self._attach(model, tokenizer, static_cache, compile)
+
+    def _attach(self, model: JanusForConditionalGeneration, tokenizer: Any, static_cache: bool, compile: bool) -> None:
         self.model: JanusForConditionalGeneration = model.to(device=self.device, dtype=self.dtype).eval()
         self.model.requires_grad_(False)
         self.tokenizer = tokenizer
@@ -125,6 +128,31 @@ class JanusBackbone:
         # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
         self.static_cache = static_cache or compile
         self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=False) if compile else self.lm
+
+    @classmethod
+    def from_model(
+        cls,
+        model: JanusForConditionalGeneration,
+        tokenizer: Any,
+        *,
+        dtype: DTypeName = "auto",
+        device: str = "auto",
+        max_think_tokens: int = 512,
+        guidance_scale: float = 5.0,
+        temperature: float = 1.0,
+        static_cache: bool = False,
+        compile: bool = False,
+    ) -> "JanusBackbone":
+        """Wrap an already built model and tokenizer (e.g. random weights at the real shapes)."""
+        self = cls.__new__(cls)
+        self.name_or_path = getattr(model.config, "_name_or_path", "") or "custom"
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.max_think_tokens = max_think_tokens
+        self.guidance_scale = guidance_scale
+        self.temperature = temperature
+        self._attach(model, tokenizer, static_cache, compile)
+        return self
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: DTypeName = "auto", device: str = "auto", **kwargs) -> "JanusBackbone":
@@ -265,7 +293,9 @@ class JanusBackbone:
         mask2 = torch.cat([mask, mask])
         positions = (mask2.cumsum(-1) - 1).clamp(min=0)
         if self.static_cache:
-            cache = StaticCache(config=self.model.config.text_config, max_cache_len=ids.shape[1] + self.num_image_tokens)
+            # lengths rounded up to a multiple of 128: prompts of similar length share one compiled step
+            length = -(-(ids.shape[1] + self.num_image_tokens) // 128) * 128
+            cache = StaticCache(config=self.model.config.text_config, max_cache_len=length)
         else:
             cache = DynamicCache()
         h = self._forward(mask2, positions, cache, inputs_embeds=self.model.get_input_embeddings()(ids))[:, -1]

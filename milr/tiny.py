@@ -40,7 +40,7 @@ def tiny_tokenizer(vocab_size: int = 384) -> PreTrainedTokenizerFast:
     tok.decoder = decoders.ByteLevel()
     specials = list(SPECIAL_TOKENS.values()) + list(IMAGE_TOKENS.values()) + ["<|User|>", "<|Assistant|>"]
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(_CORPUS.splitlines() * 4, trainer=trainer)
     bos = SPECIAL_TOKENS["bos_token"]

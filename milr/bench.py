@@ -1,0 +1,456 @@
+"""``python -m milr.bench``: what a MILR step costs next to a plain Janus-Pro image generation.
+
+Measured side by side in one process, on a random model of the chosen shape (``milr.shapes``):
+
+- ``generate_s``: one plain generation of a batch: transformers' own
+  ``model.generate(generation_mode="image", do_sample=True, top_k=0, guidance_scale=5)`` on the
+  stage-0 image prompts, plus the VQ decode to pixels (MILR's decode phase ends in pixels too).
+- ``step_s[mode]``: one MILR step of a batch in each mode, from ``milr.optimize`` with
+  ``max_steps=S`` and no threshold: the mean wall time of the training batches after stage 0
+  (batch k = decode from the moved latents, reward, loss + backward + Adam; batch S has no
+  update because every prompt stops there). Stage 0 (think + first image) is ``stage0_s``.
+- ``step_share[mode]``: decode / reward / update share of a step; decode and reward are the
+  module's own ``timings``, update is the rest (loss, backward, optimiser, Lightning).
+  ``think_calls[mode]``: think decodes in the timed steps; the module re-decodes the think text
+  only when the argmax of the text latents changes, so a ``both`` step often costs an ``image`` one.
+- ``think_tokens_per_s``: greedy think text of one prompt, ``N`` new tokens, with the KV cache
+  and without it (the reference re-runs the whole sequence per token).
+- ``prompts_per_hour``: mode ``both`` over a prompt list at batch 1 and at batch B with per-prompt
+  early stopping: prompt ``i`` reaches the threshold at step ``1 + i % S``, so both runs do the
+  same steps and differ only in how the steps are batched.
+
+The reward (``BenchReward``) is a mean-brightness read of the image: its time is negligible and
+is reported anyway. On CPU the bench runs on one thread unless ``--threads`` says otherwise.
+``--profile`` adds a cProfile of one extra ``both`` step (excluded from the timings) so a missed
+target can be explained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import logging
+import os
+import pstats
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from lightning import Callback, LightningModule, Trainer
+from PIL import Image
+
+import milr
+from data.prompt import Prompt
+from milr.backbone import JanusBackbone, resolve_device
+from milr.prompts import image_prompt
+from milr.shapes import SHAPES, Shape, random_backbone
+from rewards.base import Reward, RewardOutput
+
+MODES = ("text", "image", "both")
+
+PROMPTS = [
+    "a photo of a red apple and a blue cup",
+    "two black dogs playing with an orange ball",
+    "a green bird sitting left of a yellow banana",
+    "a purple flower in a pink vase next to a gray stone",
+    "a white cat on a brown wooden table",
+    "three blue cups on a table",
+    "a yellow taxi under the white sky",
+    "an orange ball right of a black dog",
+]
+
+#: The performance targets: report key → (comparison, limit, where the target is meant to hold).
+TARGETS: dict[str, tuple[str, float, str]] = {
+    "step_over_generate": ("<=", 1.15, "any model, same batch"),  # a `both` step / a plain generation
+    "image_over_both": ("<=", 0.8, "any model"),  # an `image` step / a `both` step
+    "text_cache_speedup": (">=", 5.0, "small"),  # think tokens/s cached / uncached
+    "batch_speedup": (">=", 5.0, "GPU, batch 8"),  # prompts/hour at batch B / at batch 1
+}
+
+
+class BenchReward(Reward):
+    """Nearly free and deterministic, so a step's time is MILR's own: half the image's mean
+    brightness (≤ 0.5, never above a 0.5 threshold). With ``pass_after=S``, prompt ``i`` scores 1
+    from its ``1 + i % S``-th optimisation step on, so prompts stop at different steps, the same
+    ones at every batch size."""
+
+    name = "bench"
+
+    def __init__(self, pass_after: int | None = None) -> None:
+        self.pass_after = pass_after
+        self.calls: dict[int, int] = {}
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        scores = []
+        for image, prompt in zip(images, prompts):
+            step = self.calls.get(prompt.index, 0)
+            self.calls[prompt.index] = step + 1
+            passed = self.pass_after is not None and step >= 1 + prompt.index % self.pass_after
+            scores.append(1.0 if passed else 0.5 * float(np.asarray(image, dtype=np.float32).mean()) / 255.0)
+        return RewardOutput(torch.tensor(scores, dtype=torch.float32), [{} for _ in scores])
+
+
+def clock(device: torch.device) -> float:
+    """Wall time after the device's queued work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class StepClock(Callback):
+    """Per training batch (one MILR step of every running prompt): wall time, the module's phase
+    timings and how often the think text was decoded; optionally a cProfile of one batch."""
+
+    def __init__(self, backbone: JanusBackbone, profile_batch: int | None = None) -> None:
+        self.backbone = backbone
+        self.profile_batch = profile_batch
+        self.walls: list[float] = []
+        self.phases: list[dict[str, float]] = []
+        self.thinks: list[int] = []
+        self.profile: cProfile.Profile | None = None
+        self._start = 0.0
+        self._calls = 0
+
+    @contextlib.contextmanager
+    def counting_think(self):
+        """Count ``backbone.think`` calls by shadowing the method on the instance."""
+        bb, think = self.backbone, self.backbone.think
+
+        def counted(*args: Any, **kwargs: Any):
+            self._calls += 1
+            return think(*args, **kwargs)
+
+        bb.think = counted
+        try:
+            yield
+        finally:
+            del bb.think
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if len(self.walls) == self.profile_batch:
+            self.profile = cProfile.Profile()
+            self.profile.enable()
+        self._calls = 0
+        self._start = clock(self.backbone.device)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.walls.append(clock(self.backbone.device) - self._start)
+        self.phases.append(dict(pl_module.timings))
+        self.thinks.append(self._calls)
+        if self.profile is not None and len(self.walls) - 1 == self.profile_batch:
+            self.profile.disable()
+
+
+@dataclass
+class ModeTiming:
+    stage0_s: float
+    step_s: float
+    shares: dict[str, float]
+    think_calls: int  # think decodes in the timed steps (the module re-decodes only a changed text prefix)
+    profile: str = ""
+
+
+def time_mode(bb: JanusBackbone, mode: str, prompts: Sequence[str], steps: int, lr: float, profile: bool = False) -> ModeTiming:
+    """One ``milr.optimize`` run of ``steps`` steps; a profiled extra step is left out of the mean."""
+    timer = StepClock(bb, profile_batch=1 if profile else None)
+    extra = int(profile)
+    with timer.counting_think():
+        milr.optimize(
+            list(prompts), bb, BenchReward(), mode=mode, lr=lr, max_steps=steps + extra,
+            batch_size=len(prompts), callbacks=[timer],
+        )  # fmt: skip
+    if len(timer.walls) != 1 + extra + steps:
+        raise RuntimeError(
+            f"mode {mode}: expected stage 0 + {steps + extra} steps, ran {len(timer.walls)} batches; "
+            "a prompt stopped early (e.g. an empty text prefix: raise --think-tokens)"
+        )
+    walls, phases = timer.walls[1 + extra :], timer.phases[1 + extra :]
+    step = sum(walls) / steps
+    decode = sum(p.get("decode", 0.0) for p in phases) / steps
+    reward = sum(p.get("reward", 0.0) for p in phases) / steps
+    shares = {"decode": decode / step, "reward": reward / step, "update": max(step - decode - reward, 0.0) / step}
+    profile_report = profile_text(timer.profile) if timer.profile else ""
+    return ModeTiming(timer.walls[0], step, shares, sum(timer.thinks[1 + extra :]), profile_report)
+
+
+def profile_text(profile: cProfile.Profile, top: int = 18) -> str:
+    """The step's call tree (cumulative, milr/transformers frames) and its hottest operations."""
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    out.write("── cumulative time, milr and transformers model frames ──\n")
+    stats.sort_stats("cumulative").print_stats(r"milr/|models/(llama|janus)/", top)
+    out.write("── own time (operators) ──\n")
+    stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def time_generate(bb: JanusBackbone, texts: Sequence[str], seed: int = 0) -> tuple[float, float]:
+    """transformers' own CFG image generation of ``texts`` (chat-formatted), then the VQ decode.
+    Returns (generate seconds, generate + decode seconds)."""
+    config = bb.model.generation_config
+    config.pad_token_id, config.bos_token_id = bb.pad_id, bb.bos_id  # a random model has none
+    config.generation_kwargs = {**getattr(config, "generation_kwargs", {}), "boi_token_id": bb.boi_id}
+    enc = bb.tokenizer([t + bb.boi_token for t in texts], return_tensors="pt", padding=True).to(bb.device)
+    torch.manual_seed(seed)
+    start = clock(bb.device)
+    tokens = bb.model.generate(
+        enc.input_ids,
+        attention_mask=enc.attention_mask,
+        generation_mode="image",
+        do_sample=True,
+        top_k=0,
+        guidance_scale=bb.guidance_scale,
+    )
+    generated = clock(bb.device)
+    bb.decode_images(tokens)
+    return generated - start, clock(bb.device) - start
+
+
+def think_speed(bb: JanusBackbone, prompt: str, tokens: int) -> dict[str, float]:
+    """Think-text tokens per second for one prompt, with and without the KV cache (same tokens)."""
+    bb.think([prompt], max_new_tokens=2)  # warm-up
+    speed = {}
+    for name, use_cache in (("cached", True), ("uncached", False)):
+        start = clock(bb.device)
+        out = bb.think([prompt], max_new_tokens=tokens, use_cache=use_cache)
+        seconds = clock(bb.device) - start
+        made = len(out.ids[0]) + (len(out.ids[0]) < tokens)  # the step that produced EOS counts
+        speed[name] = made / seconds
+    return speed
+
+
+def prompts_per_hour(bb: JanusBackbone, prompts: Sequence[str], batch: int, steps: int) -> float:
+    """Mode ``both`` with per-prompt early stopping (``BenchReward(pass_after=steps)``)."""
+    start = clock(bb.device)
+    reward = BenchReward(pass_after=steps)
+    results = milr.optimize(list(prompts), bb, reward, mode="both", max_steps=steps, reward_threshold=0.5, batch_size=batch)
+    seconds = clock(bb.device) - start
+    expected = [1 + i % steps for i in range(len(prompts))]
+    if [r.steps for r in results] != expected:
+        raise RuntimeError(f"batch {batch}: prompts took {[r.steps for r in results]} steps, expected {expected}")
+    return len(prompts) * 3600.0 / seconds
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: max allocated by torch. CPU: the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target the report has a value for: the value, the target, whether it is met, and where
+    the target is meant to hold (a CPU run reports GPU targets too, for the record)."""
+    checks = {}
+    for key, (op, limit, where) in TARGETS.items():
+        value = report.get(key)
+        if value is not None:
+            met = value <= limit if op == "<=" else value >= limit
+            checks[key] = {"value": value, "target": f"{op} {limit}", "met": met, "where": where}
+    return checks
+
+
+@dataclass
+class BenchConfig:
+    """What to measure; ``None`` takes the shape's default (``milr.shapes.SHAPES``)."""
+
+    model: str = "tiny"
+    batch: int | None = None
+    steps: int | None = None
+    think_tokens: int | None = None
+    prompts: int | None = None  # prompts in the throughput runs
+    device: str = "cpu"
+    dtype: str = "auto"
+    threads: int = 1  # CPU only; 0 keeps torch's default
+    compile: bool = False
+    static_cache: bool = False
+    lr: float = 0.03
+    profile: bool = False
+    seed: int = 0
+
+
+def _given(value: int | None, fallback: int) -> int:
+    return fallback if value is None else value
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Run every measurement and return the report (what ``--json`` prints)."""
+    shape: Shape = SHAPES[cfg.model]
+    batch, steps = _given(cfg.batch, shape.batch), _given(cfg.steps, shape.steps)
+    think_tokens, n_prompts = _given(cfg.think_tokens, shape.think_tokens), _given(cfg.prompts, shape.prompts)
+    if min(batch, steps, think_tokens, n_prompts) < 1:
+        raise ValueError("batch, steps, think tokens and prompts must be >= 1")
+    threads = torch.get_num_threads()
+    if cfg.threads and resolve_device(cfg.device).type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    began = time.perf_counter()
+    try:
+        bb = random_backbone(
+            shape, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
+            max_think_tokens=think_tokens, compile=cfg.compile, static_cache=cfg.static_cache,
+        )  # fmt: skip
+        if bb.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(bb.device)
+        texts = [PROMPTS[i % len(PROMPTS)] for i in range(max(batch, n_prompts))]
+        speed = think_speed(bb, texts[0], think_tokens)
+        think = bb.think(texts[:batch])
+        image_prompts = [image_prompt(p, t) for p, t in zip(texts[:batch], think.texts)]
+        if bb.device.type == "cuda":
+            time_generate(bb, image_prompts, cfg.seed)  # warm-up: kernels, allocator
+        generate_tokens_s, generate_s = time_generate(bb, image_prompts, cfg.seed)
+        modes = {m: time_mode(bb, m, texts[:batch], steps, cfg.lr, profile=cfg.profile and m == "both") for m in MODES}
+        throughput = {b: prompts_per_hour(bb, texts[:n_prompts], b, steps) for b in dict.fromkeys((1, batch))}
+        report: dict[str, Any] = {
+            "device": str(bb.device),
+            "device_name": torch.cuda.get_device_name(bb.device) if bb.device.type == "cuda" else "cpu",
+            "model": cfg.model,
+            "dtype": str(bb.dtype).removeprefix("torch."),
+            "params_m": round(sum(p.numel() for p in bb.model.parameters()) / 1e6, 2),
+            "image_tokens": bb.num_image_tokens,
+            "batch": batch,
+            "steps": steps,
+            "think_tokens": think_tokens,
+            "threads": torch.get_num_threads() if bb.device.type == "cpu" else None,
+            "compile": cfg.compile,
+            "static_cache": bb.static_cache,
+            "generate_s": generate_s,
+            "generate_tokens_s": generate_tokens_s,
+            "stage0_s": {m: t.stage0_s for m, t in modes.items()},
+            "step_s": {m: t.step_s for m, t in modes.items()},
+            "step_share": {m: t.shares for m, t in modes.items()},
+            "think_calls": {m: t.think_calls for m, t in modes.items()},
+            "step_over_generate": modes["both"].step_s / generate_s,
+            "image_over_both": modes["image"].step_s / modes["both"].step_s,
+            "think_tokens_per_s": speed,
+            "text_cache_speedup": speed["cached"] / speed["uncached"],
+            "prompts_per_hour": {str(b): v for b, v in throughput.items()},
+            "throughput_prompts": n_prompts,
+            "batch_speedup": throughput[batch] / throughput[1] if batch > 1 else None,
+            "peak_mem_mb": peak_memory_mb(bb.device),
+        }
+        report["targets"] = check_targets(report)
+        report["bench_s"] = time.perf_counter() - began
+        if cfg.profile:
+            report["profile"] = modes["both"].profile
+        return report
+    finally:
+        torch.set_num_threads(threads)
+
+
+def rounded(value: Any) -> Any:
+    """Floats to 4 significant digits, recursively: timings are not more precise than that."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    return value
+
+
+def render(report: dict[str, Any]) -> None:
+    """The report as rich tables on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    gen = report["generate_s"]
+    steps = Table(
+        title=f"milr bench · {report['model']} ({report['params_m']}M params, {report['image_tokens']} image tokens)"
+        f" · {report['device_name']} {report['dtype']} · batch {report['batch']}"
+    )
+    for col in ("", "seconds", "× gen", "decode", "reward", "update", "thinks"):
+        steps.add_column(col, justify="left" if not col else "right")
+    steps.add_row("plain generate + VQ", f"{gen:.3f}", "1.00", "", "", "", "")
+    for mode in MODES:
+        s, share = report["step_s"][mode], report["step_share"][mode]
+        shares = (f"{share[k]:.0%}" for k in ("decode", "reward", "update"))
+        steps.add_row(f"MILR step · {mode}", f"{s:.3f}", f"{s / gen:.2f}", *shares, str(report["think_calls"][mode]))
+    for mode in MODES:
+        s0 = report["stage0_s"][mode]
+        steps.add_row(f"stage 0 · {mode}", f"{s0:.3f}", f"{s0 / gen:.2f}", "", "", "", "")
+    other = Table(title="throughput and memory")
+    other.add_column("")
+    other.add_column("value", justify="right")
+    speed = report["think_tokens_per_s"]
+    other.add_row(f"think tokens/s, KV cache ({report['think_tokens']} new)", f"{speed['cached']:.1f}")
+    other.add_row("think tokens/s, no cache", f"{speed['uncached']:.1f}")
+    for b, v in report["prompts_per_hour"].items():
+        other.add_row(f"prompts/hour, batch {b} ({report['throughput_prompts']} prompts)", f"{v:.0f}")
+    other.add_row("peak memory (MB)", f"{report['peak_mem_mb']:.0f}")
+    targets = Table(title="targets")
+    for col in ("ratio", "value", "target", "met", "meant for"):
+        targets.add_column(col)
+    for key, t in report["targets"].items():
+        targets.add_row(key, f"{t['value']:.3f}", t["target"], "yes" if t["met"] else "[red]no[/red]", t["where"])
+    console = Console()
+    for table in (steps, other, targets):
+        console.print(table)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, bool]:
+    parser = argparse.ArgumentParser(
+        prog="python -m milr.bench", description="What a MILR step costs next to a plain Janus-Pro image generation."
+    )
+    parser.add_argument("--model", choices=sorted(SHAPES), default="tiny", help="model shape (random weights)")
+    parser.add_argument("--batch", type=int, help="prompts per batch (default: the shape's)")
+    parser.add_argument("--steps", type=int, help="MILR steps timed per mode (default: the shape's)")
+    parser.add_argument("--think-tokens", type=int, help="think-text tokens (a random model never stops earlier)")
+    parser.add_argument("--prompts", type=int, help="prompts in the throughput runs (default: the shape's)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="auto: bf16 on CUDA")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="CPU threads (0: torch's default). One thread is the default because a busy shared machine "
+        "makes multi-threaded timings swing tenfold (OpenMP threads wait on each other)",
+    )  # fmt: skip
+    parser.add_argument("--compile", action="store_true", help="GPU fast path: static KV cache + compiled image decode step")
+    parser.add_argument("--static-cache", action="store_true", help="static KV cache for the image decode")
+    parser.add_argument("--lr", type=float, default=0.03, help="latent lr (larger: the text prefix changes more often)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one extra `both` step")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    args = vars(parser.parse_args(argv))
+    as_json = args.pop("json")
+    return BenchConfig(**args), as_json
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Send everything printed while measuring to stderr, native writes included (the tokenizer
+    trainer's progress bar writes to file descriptor 1), so stdout carries only the report."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cfg, as_json = parse_args(argv)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    with stdout_to_stderr():
+        report = rounded(run_bench(cfg))
+    profile = report.pop("profile", "")
+    if as_json:
+        print(json.dumps(report))
+        if profile:
+            print(profile, file=sys.stderr)
+    else:
+        render(report)
+        if profile:
+            print(profile)
+    return report
+
+
+if __name__ == "__main__":
+    main()
