@@ -99,21 +99,46 @@ class JanusBackbone:
         static_cache: bool = False,
         compile: bool = False,
     ) -> None:
+        target = resolve_device(device)
+        if name_or_path == TINY:
+            from milr.tiny import tiny_janus
+
+            model, tokenizer = tiny_janus(seed=seed, grid=grid)
+        else:
+            model, tokenizer = _load_pretrained(name_or_path, resolve_dtype(dtype, target))
+        self._attach(
+            model, tokenizer, name_or_path, dtype=dtype, device=device, max_think_tokens=max_think_tokens,
+            guidance_scale=guidance_scale, temperature=temperature, static_cache=static_cache, compile=compile,
+        )
+
+    @classmethod
+    def from_model(cls, model: JanusForConditionalGeneration, tokenizer: Any, **options: Any) -> "JanusBackbone":
+        """Wrap an already built model and tokenizer (e.g. random weights at the real shapes);
+        ``options`` are the constructor's keyword options (dtype, device, max_think_tokens...)."""
+        self = cls.__new__(cls)
+        self._attach(model, tokenizer, getattr(model.config, "_name_or_path", "") or "custom", **options)
+        return self
+
+    def _attach(
+        self,
+        model: JanusForConditionalGeneration,
+        tokenizer: Any,
+        name_or_path: str,
+        *,
+        dtype: DTypeName = "auto",
+        device: str = "auto",
+        max_think_tokens: int = 512,
+        guidance_scale: float = 5.0,
+        temperature: float = 1.0,
+        static_cache: bool = False,
+        compile: bool = False,
+    ) -> None:
         self.name_or_path = name_or_path
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_think_tokens = max_think_tokens
         self.guidance_scale = guidance_scale
         self.temperature = temperature
-        if name_or_path == TINY:
-            from milr.tiny import tiny_janus
-
-            model, tokenizer = tiny_janus(seed=seed, grid=grid)
-        else:
-            model, tokenizer = _load_pretrained(name_or_path, self.dtype)
-        self._attach(model, tokenizer, static_cache, compile)
-
-    def _attach(self, model: JanusForConditionalGeneration, tokenizer: Any, static_cache: bool, compile: bool) -> None:
         self.model: JanusForConditionalGeneration = model.to(device=self.device, dtype=self.dtype).eval()
         self.model.requires_grad_(False)
         self.tokenizer = tokenizer
@@ -128,31 +153,6 @@ class JanusBackbone:
         # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
         self.static_cache = static_cache or compile
         self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=False) if compile else self.lm
-
-    @classmethod
-    def from_model(
-        cls,
-        model: JanusForConditionalGeneration,
-        tokenizer: Any,
-        *,
-        dtype: DTypeName = "auto",
-        device: str = "auto",
-        max_think_tokens: int = 512,
-        guidance_scale: float = 5.0,
-        temperature: float = 1.0,
-        static_cache: bool = False,
-        compile: bool = False,
-    ) -> "JanusBackbone":
-        """Wrap an already built model and tokenizer (e.g. random weights at the real shapes)."""
-        self = cls.__new__(cls)
-        self.name_or_path = getattr(model.config, "_name_or_path", "") or "custom"
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.max_think_tokens = max_think_tokens
-        self.guidance_scale = guidance_scale
-        self.temperature = temperature
-        self._attach(model, tokenizer, static_cache, compile)
-        return self
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: DTypeName = "auto", device: str = "auto", **kwargs) -> "JanusBackbone":
