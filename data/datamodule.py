@@ -53,7 +53,10 @@ class MILRDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if (path is None) == (prompts is None):
-            raise ValueError("MILRDataModule: pass exactly one of path= (a prompt file) or prompts= (a list of prompts)")
+            raise ValueError(
+                "MILRDataModule: pass exactly one of path= (a prompt file) or prompts= (a list of prompts); "
+                "to read a file with a config that lists prompts (e.g. the demo), add --data.prompts null"
+            )
         if start < 0:
             raise ValueError(f"MILRDataModule: start must be >= 0, got {start}")
         if end is not None and end <= start:
