@@ -216,3 +216,24 @@ def test_one_rloo_step_raises_above_average_and_lowers_below_average_samples(tin
     before, after = rec.before[1], rec.after[1]
     assert _log_probs(tiny, after, good) > _log_probs(tiny, before, good)
     assert _log_probs(tiny, after, bad) < _log_probs(tiny, before, bad)
+
+
+def test_think_text_is_redecoded_only_when_the_text_prefix_changes(tiny, monkeypatch):
+    calls = []
+    real = tiny.think
+
+    def spy(prompts, prefixes=None, **kw):
+        calls.append([None if p is None else p.tolist() for p in (prefixes or [None] * len(prompts))])
+        return real(prompts, prefixes, **kw)
+
+    monkeypatch.setattr(tiny, "think", spy)
+    rec = Recorder()
+    [moved] = run(tiny, mode="text", text_ratio=0.5, lr=5.0, max_steps=4, callbacks=[rec])
+    prefixes = [s[0][2].text_prefix.tolist() for s in rec.scored]  # per step, the prefix used
+    changes = sum(a != b for a, b in zip(prefixes, prefixes[1:]))
+    assert changes >= 1  # a large step moves the argmax
+    assert len(calls) == 1 + changes  # stage 0 + one decode per new prefix, none for repeats
+    assert all(c[0] == p for c, p in zip(calls[1:], [b for a, b in zip(prefixes, prefixes[1:]) if a != b]))
+    calls.clear()
+    run(tiny, mode="text", text_ratio=0.5, lr=0.0, max_steps=3)
+    assert len(calls) == 1  # lr 0: the prefix never changes, the stage-0 text is reused
