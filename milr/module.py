@@ -210,7 +210,14 @@ class MILRModule(LightningModule):
 
     def _score(self, images: list, prompts: list[Prompt]):
         start = time.perf_counter()
-        out = score(self.reward, images, prompts)
+        try:
+            out = score(self.reward, images, prompts)
+        except Exception as err:
+            name = getattr(self.reward, "name", type(self.reward).__name__)
+            raise RuntimeError(
+                f"reward {name!r} failed on prompts {[p.index for p in prompts]}: {err}. Finished prompts are "
+                "already written; re-running the same command resumes with the unfinished ones."
+            ) from err
         self.timings["reward"] += time.perf_counter() - start
         return out
 
