@@ -30,7 +30,7 @@ from milr.backbone import ImageContext, JanusBackbone
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
 from milr.prompts import image_prompt
 from milr.state import MILRResult, PromptState, Sample, StepRecord, StopReason
-from rewards.base import Reward, RewardFn, as_reward, score
+from rewards.base import Reward, as_reward, score
 
 Mode = Literal["text", "image", "both"]
 
