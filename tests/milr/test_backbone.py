@@ -131,3 +131,15 @@ def test_static_kv_cache_samples_the_same_tokens_as_the_dynamic_one(tiny):
         dyn = tiny.sample_image(tiny.image_context(prompts), gens(), p)
         sta = static.sample_image(static.image_context(prompts), gens(), p)
         assert torch.equal(dyn.tokens, sta.tokens)
+
+
+def test_the_real_loading_code_loads_a_local_checkpoint_folder(tmp_path):
+    from milr.tiny import tiny_janus
+
+    model, tokenizer = tiny_janus(seed=0, grid=4)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = JanusBackbone.from_pretrained(str(tmp_path), dtype="float32", device="cpu", max_think_tokens=6)
+    reference = JanusBackbone.tiny(seed=0, grid=4, max_think_tokens=6)
+    assert loaded.think(PROMPTS).ids[0].tolist() == reference.think(PROMPTS).ids[0].tolist()
+    assert (loaded.boi_id, loaded.pad_id, loaded.num_image_tokens) == (reference.boi_id, reference.pad_id, 16)
