@@ -55,3 +55,15 @@ class FailingReward(Reward):
         if self.calls == self.fail_on:
             raise RuntimeError("reward server went away")
         return RewardOutput(mean_brightness(images, prompts))
+
+
+def script_judge(reward, monkeypatch, answers: list[str]) -> list:
+    """Replace a judge reward's generation by scripted ``answers``; returns the conversations asked."""
+    asked = []
+
+    def generate(convs):
+        asked.append(convs)
+        return [answers.pop(0) for _ in convs]
+
+    monkeypatch.setattr(reward.judge, "generate", generate)
+    return asked

@@ -15,6 +15,7 @@ from rewards.base import Reward, build, score
 from rewards.hub import MissingCheckpointError
 from rewards.judges import JudgeParseError, QwenVLJudge
 from rewards.unified_reward import PROMPT_TEMPLATE, UnifiedReward, normalize_score, parse_final_score
+from tests.helpers import script_judge
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,20 +70,9 @@ def test_normalize_score_maps_1_to_5_onto_unit_interval_clipped(raw, expected):
     assert normalize_score(raw) == expected
 
 
-def scripted(reward: UnifiedReward, monkeypatch, answers: list[str]) -> list:
-    asked = []
-
-    def generate(convs):
-        asked.append(convs)
-        return [answers.pop(0) for _ in convs]
-
-    monkeypatch.setattr(reward.judge, "generate", generate)
-    return asked
-
-
 def test_evaluate_scores_and_details(monkeypatch):
     reward = UnifiedReward()
-    asked = scripted(reward, monkeypatch, ["cup (object): 1\nFinal Score: 5", "Final Score: 2"])
+    asked = script_judge(reward, monkeypatch, ["cup (object): 1\nFinal Score: 5", "Final Score: 2"])
     prompts = [Prompt("a red cup", 0), Prompt("two dogs", 1)]
     out = score(reward, [image(), image((1, 2, 3))], prompts)
     assert out.scores.tolist() == [1.0, 0.25]
@@ -96,7 +86,7 @@ def test_evaluate_scores_and_details(monkeypatch):
 
 def test_unparseable_output_is_an_error_not_a_score(monkeypatch):
     reward = UnifiedReward()
-    asked = scripted(reward, monkeypatch, ["I like it."])
+    asked = script_judge(reward, monkeypatch, ["I like it."])
     with pytest.raises(JudgeParseError, match="I like it"):
         reward.evaluate([image()], [Prompt("a red cup", 0)])
     assert len(asked) == 1  # greedy decoding would give the same answer again

@@ -29,6 +29,7 @@ from rewards.wise import (
     summarize,
     wiscore,
 )
+from tests.helpers import script_judge
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_JUDGE_DIR = REPO.parent / "shared" / "benchmarks" / "wise" / "judge"
@@ -232,21 +233,9 @@ def test_parse_verified_score_rejects_malformed_answers(answer):
 # --------------------------------------------------------------------------- the reward
 
 
-def scripted(reward: WiseReward, monkeypatch, answers: list[str]) -> list:
-    """Replace the judge's generation by a script; returns the list of conversations it was asked."""
-    asked = []
-
-    def generate(convs):
-        asked.append(convs)
-        return [answers.pop(0) for _ in convs]
-
-    monkeypatch.setattr(reward.judge, "generate", generate)
-    return asked
-
-
 def test_reward_scores_wiscore_with_details(monkeypatch):
     reward = WiseReward(judge="openai", cache_dir=None)
-    asked = scripted(reward, monkeypatch, ["Consistency: 2\nRealism: 1\nAesthetic Quality: 0", "Consistency: 0\nRealism: 0\nAesthetic Quality: 0"])
+    asked = script_judge(reward, monkeypatch, ["Consistency: 2\nRealism: 1\nAesthetic Quality: 0", "Consistency: 0\nRealism: 0\nAesthetic Quality: 0"])
     out = score(reward, [image(), image((1, 2, 3))], [prompt(pid=5), prompt("Space needle", pid=600)])
     assert torch.allclose(out.scores, torch.tensor([0.8, 0.0]))
     assert out.details[0] == {
@@ -264,11 +253,11 @@ def test_reward_scores_wiscore_with_details(monkeypatch):
 
 def test_reward_reasks_unparseable_answers_then_errors(monkeypatch):
     reward = WiseReward(judge="openai", parse_attempts=3)
-    asked = scripted(reward, monkeypatch, ["sorry", "Consistency: 1\nRealism: 1\nAesthetic Quality: 1"])
+    asked = script_judge(reward, monkeypatch, ["sorry", "Consistency: 1\nRealism: 1\nAesthetic Quality: 1"])
     assert reward.evaluate([image()], [prompt()]).scores.tolist() == [pytest.approx(0.5)]
     assert len(asked) == 2
     reward = WiseReward(judge="openai", parse_attempts=3)
-    asked = scripted(reward, monkeypatch, ["sorry"] * 3)
+    asked = script_judge(reward, monkeypatch, ["sorry"] * 3)
     with pytest.raises(JudgeParseError, match=r"after 3 attempt\(s\)"):
         reward.evaluate([image()], [prompt()])
     assert len(asked) == 3
@@ -276,7 +265,7 @@ def test_reward_reasks_unparseable_answers_then_errors(monkeypatch):
 
 def test_verified_protocol_scores_binary(monkeypatch):
     reward = WiseReward(protocol="verified", model="Qwen3.5-35B-A3B")
-    asked = scripted(reward, monkeypatch, ["Score: 1", "<think>hm</think>Score: 0"])
+    asked = script_judge(reward, monkeypatch, ["Score: 1", "<think>hm</think>Score: 0"])
     out = reward.evaluate([image(), image()], [prompt(), prompt(pid=2)])
     assert out.scores.tolist() == [1.0, 0.0] and out.details[1]["score"] == 0.0
     assert "return ONLY one binary score" in asked[0][0][1]["content"][0]["text"]
@@ -298,7 +287,7 @@ def test_judge_options_reach_the_backends():
 
 def test_reward_refuses_prompts_without_explanation(monkeypatch):
     reward = WiseReward()
-    scripted(reward, monkeypatch, ["Consistency: 2\nRealism: 2\nAesthetic Quality: 2"])
+    script_judge(reward, monkeypatch, ["Consistency: 2\nRealism: 2\nAesthetic Quality: 2"])
     with pytest.raises(ValueError, match="explanation"):
         reward.evaluate([image()], [Prompt("p", 0, {})])
 
