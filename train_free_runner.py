@@ -74,10 +74,9 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         return {}
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     writer = next(c for c in cli.trainer.callbacks if isinstance(c, OutputWriter))
-    table = Table(title=f"MILR summary ({out})")
-    for key in writer.summary:
-        table.add_column(key)
-    table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in writer.summary.values()))
+    table = Table("metric", "value", title=f"MILR summary ({out})")
+    for key, value in writer.summary.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
     return writer.summary
 
