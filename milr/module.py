@@ -212,12 +212,13 @@ class MILRModule(LightningModule):
         start = time.perf_counter()
         try:
             out = score(self.reward, images, prompts)
-        except Exception as err:
+        except Exception as err:  # keep the reward's own exception, add where it happened
             name = getattr(self.reward, "name", type(self.reward).__name__)
-            raise RuntimeError(
-                f"reward {name!r} failed on prompts {[p.index for p in prompts]}: {err}. Finished prompts are "
-                "already written; re-running the same command resumes with the unfinished ones."
-            ) from err
+            err.add_note(
+                f"reward {name!r} failed on prompts {[p.index for p in prompts]}. Finished prompts are already "
+                "written; re-running the same command resumes with the unfinished ones."
+            )
+            raise
         self.timings["reward"] += time.perf_counter() - start
         return out
 
