@@ -15,6 +15,8 @@ Measured side by side in one process, on a random model of the chosen shape (``m
   only when the argmax of the text latents changes, so a ``both`` step often costs an ``image`` one.
 - ``think_tokens_per_s``: greedy think text of one prompt, ``N`` new tokens, with the KV cache
   and without it (the reference re-runs the whole sequence per token).
+- ``decode``: image-token steps per second at batch 1 against the bandwidth bound (measured copy
+  bandwidth ÷ bytes of the weights every step reads) and the fraction of the bound reached.
 - ``prompts_per_hour``: mode ``both`` over a prompt list at batch 1 and at batch B with per-prompt
   early stopping: prompt ``i`` reaches the threshold at step ``1 + i % S``, so both runs do the
   same steps and differ only in how the steps are batched.
@@ -213,6 +215,36 @@ def time_generate(bb: JanusBackbone, texts: Sequence[str], seed: int = 0) -> tup
     return generated - start, clock(bb.device) - start
 
 
+def memory_bandwidth_gbs(device: torch.device, megabytes: int = 256, repeats: int = 5) -> float:
+    """Measured memory bandwidth: bytes read + written per second by a large on-device copy."""
+    src = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm-up: page in both buffers
+    start = clock(device)
+    for _ in range(repeats):
+        dst.copy_(src)
+    seconds = (clock(device) - start) / repeats
+    return 2 * src.numel() * src.element_size() / seconds / 1e9
+
+
+def decode_bound(bb: JanusBackbone, seconds_batch1: float) -> dict[str, float]:
+    """Image-token decode at batch 1 (one [cond; uncond] pair) against the bandwidth bound: each
+    token step reads every language-model and generation-head weight once, so at best
+    ``bandwidth / weight bytes`` steps per second."""
+    modules = (bb.lm, bb.model.model.generation_head, bb.model.model.generation_aligner)
+    weight_bytes = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+    bandwidth = memory_bandwidth_gbs(bb.device)
+    measured = bb.num_image_tokens / seconds_batch1
+    bound = bandwidth * 1e9 / weight_bytes
+    return {
+        "tokens_per_s_batch1": measured,
+        "bandwidth_gbs": bandwidth,
+        "weight_mb": weight_bytes / 2**20,
+        "bound_tokens_per_s": bound,
+        "fraction_of_bound": measured / bound,
+    }
+
+
 def think_speed(bb: JanusBackbone, prompt: str, tokens: int) -> dict[str, float]:
     """Think-text tokens per second for one prompt, with and without the KV cache (same tokens)."""
     bb.think([prompt], max_new_tokens=2)  # warm-up
@@ -306,6 +338,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         if bb.device.type == "cuda":
             time_generate(bb, image_prompts, cfg.seed)  # warm-up: kernels, allocator
         generate_tokens_s, generate_s = time_generate(bb, image_prompts, cfg.seed)
+        batch1_s = generate_tokens_s if batch == 1 else time_generate(bb, image_prompts[:1], cfg.seed)[0]
         modes = {m: time_mode(bb, m, texts[:batch], steps, cfg.lr, profile=cfg.profile and m == "both") for m in MODES}
         throughput = {b: prompts_per_hour(bb, texts[:n_prompts], b, steps) for b in dict.fromkeys((1, batch))}
         report: dict[str, Any] = {
@@ -335,6 +368,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "throughput_prompts": n_prompts,
             "batch_speedup": throughput[batch] / throughput[1] if batch > 1 else None,
             "peak_mem_mb": peak_memory_mb(bb.device),
+            "decode": decode_bound(bb, batch1_s),
         }
         report["targets"] = check_targets(report)
         report["bench_s"] = time.perf_counter() - began
@@ -383,6 +417,11 @@ def render(report: dict[str, Any]) -> None:
     for b, v in report["prompts_per_hour"].items():
         other.add_row(f"prompts/hour, batch {b} ({report['throughput_prompts']} prompts)", f"{v:.0f}")
     other.add_row("peak memory (MB)", f"{report['peak_mem_mb']:.0f}")
+    dec = report["decode"]
+    other.add_row(
+        f"image tokens/s at batch 1 vs bound ({dec['weight_mb']:.0f} MB weights at {dec['bandwidth_gbs']:.1f} GB/s)",
+        f"{dec['tokens_per_s_batch1']:.1f} / {dec['bound_tokens_per_s']:.1f} = {dec['fraction_of_bound']:.0%}",
+    )
     targets = Table(title="targets")
     for col in ("ratio", "value", "target", "met", "meant for"):
         targets.add_column(col)
