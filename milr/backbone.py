@@ -175,12 +175,12 @@ class JanusBackbone:
 
     # ------------------------------------------------------------------ heads (the only differentiated part)
     def text_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """``lm_head`` on fp32 latents, cast at the head; fp32 logits out."""
-        return self.model.lm_head(z.to(self.dtype)).float()
+        """``lm_head`` on fp32 latents, cast (and moved) at the head; fp32 logits out."""
+        return self.model.lm_head(z.to(device=self.device, dtype=self.dtype)).float()
 
     def image_logits(self, z: torch.Tensor) -> torch.Tensor:
         """CFG-fused generation-head logits for latents ``[..., 2, d]`` (cond, uncond), divided by T."""
-        logits = self.model.model.generation_head(z.to(self.dtype)).float()
+        logits = self.model.model.generation_head(z.to(device=self.device, dtype=self.dtype)).float()
         cond, uncond = logits[..., 0, :], logits[..., 1, :]
         return (uncond + self.guidance_scale * (cond - uncond)) / self.temperature
 
