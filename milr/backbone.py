@@ -30,8 +30,12 @@ class CheckpointError(RuntimeError):
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto``: this process's GPU (``LOCAL_RANK`` under torchrun, SLURM or Lightning's
+    launcher), else the CPU."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
     return torch.device(device)
 
 
@@ -153,6 +157,12 @@ class JanusBackbone:
         # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
         self.static_cache = static_cache or compile
         self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=False) if compile else self.lm
+
+    def to(self, device: str | torch.device) -> "JanusBackbone":
+        """Move the frozen model (e.g. onto the device Lightning gave this process)."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        return self
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: DTypeName = "auto", device: str = "auto", **kwargs) -> "JanusBackbone":

@@ -118,6 +118,9 @@ class MILRModule(LightningModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
+        root = self.trainer.strategy.root_device
+        if root != self.backbone.device:  # e.g. one GPU per rank: follow Lightning's placement
+            self.backbone.to(root)
         self.reward.setup(device=self.backbone.device, dtype=self.backbone.dtype, backbone=self.backbone)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -143,3 +143,13 @@ def test_the_real_loading_code_loads_a_local_checkpoint_folder(tmp_path):
     reference = JanusBackbone.tiny(seed=0, grid=4, max_think_tokens=6)
     assert loaded.think(PROMPTS).ids[0].tolist() == reference.think(PROMPTS).ids[0].tolist()
     assert (loaded.boi_id, loaded.pad_id, loaded.num_image_tokens) == (reference.boi_id, reference.pad_id, 16)
+
+
+def test_auto_device_is_this_process_gpu_under_a_launcher(monkeypatch):
+    from milr.backbone import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("auto") == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
