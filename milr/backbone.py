@@ -257,22 +257,24 @@ class JanusBackbone:
         generated: list[list[int]] = [[] for _ in range(n)]
         hidden: list[list[torch.Tensor]] = [[] for _ in range(n)]
         # a forced prefix that contains EOS ends the text there
-        done = torch.tensor([prefixes is not None and len(f) < len(prefixes[i]) for i, f in enumerate(forced)], device=self.device)
+        done = [prefixes is not None and len(f) < len(prefixes[i]) for i, f in enumerate(forced)]
         for _ in range(max_new):
             token = self.model.lm_head(h).argmax(-1)
+            chosen = token.tolist()  # one device sync per step
             for i in range(n):
                 if done[i] or len(forced[i]) + len(generated[i]) >= max_new:
                     done[i] = True
                     continue
                 if record_hidden:
                     hidden[i].append(h[i].float().cpu())
-                if int(token[i]) == self.eos_id:
+                if chosen[i] == self.eos_id:
                     done[i] = True
                 else:
-                    generated[i].append(int(token[i]))
-            if bool(done.all()):
+                    generated[i].append(chosen[i])
+            if all(done):
                 break
-            token = torch.where(done, torch.full_like(token, self.pad_id), token)
+            finished = torch.tensor(done, device=token.device)
+            token = torch.where(finished, torch.full_like(token, self.pad_id), token)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             if use_cache:
                 positions = positions[:, -1:] + 1
