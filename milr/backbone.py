@@ -266,7 +266,7 @@ class JanusBackbone:
                     done[i] = True
                     continue
                 if record_hidden:
-                    hidden[i].append(h[i].float().cpu())
+                    hidden[i].append(h[i].float())
                 if chosen[i] == self.eos_id:
                     done[i] = True
                 else:
@@ -288,7 +288,7 @@ class JanusBackbone:
         return ThinkOutput(
             ids=all_ids,
             texts=texts,
-            hidden=[torch.stack(h) if h else torch.zeros(0, self.hidden_size) for h in hidden] if record_hidden else None,
+            hidden=[torch.stack(h) if h else torch.zeros(0, self.hidden_size, device=self.device) for h in hidden] if record_hidden else None,
         )
 
     # ------------------------------------------------------------------ image tokens
