@@ -14,11 +14,6 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 GENEVAL = SHARED / "benchmarks" / "geneval" / "evaluation_metadata.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def make_prompts(n: int) -> list[Prompt]:
     return [Prompt(f"prompt {i}", i, {"prompt": f"prompt {i}"}) for i in range(n)]
 

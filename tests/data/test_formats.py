@@ -22,11 +22,6 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 BENCHMARKS = SHARED / "benchmarks"
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture
 def benchmarks() -> Path:
     if not BENCHMARKS.is_dir():

@@ -22,11 +22,6 @@ from tests.rewards.tiny_models import tiny_clip
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rewards" / "clip_score.yaml"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised CLIPModel (77 text positions, 30 px images) in hub layout."""

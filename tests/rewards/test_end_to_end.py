@@ -50,11 +50,6 @@ WISE = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> dict[str, str]:
     """Every tiny checkpoint the reward YAMLs point at, built once for the module."""

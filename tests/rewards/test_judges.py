@@ -25,8 +25,8 @@ SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def local_server_without_proxies(monkeypatch):
+    """The fake judge server is on 127.0.0.1: no proxy may intercept it."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)

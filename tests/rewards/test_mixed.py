@@ -39,11 +39,6 @@ POSITION = {"tag": "position", "include": [{"class": "teddy bear", "count": 1}, 
 SINGLE = {"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"}
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 class FixedUnified(Reward):
     """Test-only stand-in for UnifiedReward (a 7B judge): a fixed score, records its prompts."""
 

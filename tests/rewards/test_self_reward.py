@@ -35,11 +35,6 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rewards" / "self_rew
 PROMPTS = [Prompt("a red apple", 0), Prompt("two black dogs and three brown cats on a wooden table", 1), Prompt("a blue cup", 2)]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def backbone() -> JanusBackbone:
     return JanusBackbone.tiny(seed=0, grid=8)

@@ -31,11 +31,6 @@ BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "t2i_com
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rewards" / "t2i_compbench.yaml"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 # --------------------------------------------------------------------------- tiny models
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:

@@ -20,11 +20,6 @@ from tests.helpers import script_judge
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def image(color=(10, 20, 30)) -> Image.Image:
     return Image.new("RGB", (8, 8), color)
 

@@ -35,11 +35,6 @@ REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_JUDGE_DIR = REPO.parent / "shared" / "benchmarks" / "wise" / "judge"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def prompt(text="Traditional food of the Mid-Autumn Festival", pid=1, **meta) -> Prompt:
     meta = {"explanation": "This refers to mooncakes.", "prompt_id": pid, **meta}
     return Prompt(text=text, index=pid - 1, metadata=meta)
