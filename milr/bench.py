@@ -21,8 +21,12 @@ Measured side by side in one process, on a random model of the chosen shape (``m
   early stopping: prompt ``i`` reaches the threshold at step ``1 + i % S``, so both runs do the
   same steps and differ only in how the steps are batched.
 
-The reward (``BenchReward``) is a mean-brightness read of the image: its time is negligible and
-is reported anyway. On CPU the bench runs on one thread unless ``--threads`` says otherwise.
+The reward is a mean-brightness read of the image unless ``--reward-config`` names a reward YAML
+(any of ``configs/rewards/``; ``python -m rewards.random_weights geneval --out DIR`` writes one for
+the GenEval reward with random weights at its real shapes, ``--prompts-file`` then gives prompts
+with GenEval metadata): its models load before the timings, its time is the step's ``reward``
+share, and ``peak_mem_mb`` includes it (the 24 GB check of 7B + GenEval). The throughput runs
+call it too, then override its scores with the stop schedule (``BenchReward``). On CPU the bench runs on one thread unless ``--threads`` says otherwise.
 ``--profile`` adds a cProfile of one extra ``both`` step (excluded from the timings) so a missed
 target can be explained.
 """
@@ -53,7 +57,8 @@ from data.prompt import Prompt
 from milr.backbone import JanusBackbone, resolve_device
 from milr.prompts import image_prompt
 from milr.shapes import SHAPES, Shape, random_backbone
-from rewards.base import Reward, RewardOutput
+from data.formats import load_prompts
+from rewards.base import Reward, RewardOutput, from_config, score
 
 MODES = ("text", "image", "both")
 
@@ -74,29 +79,45 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "image_over_both": ("<=", 0.8, "any model"),  # an `image` step / a `both` step
     "text_cache_speedup": (">=", 5.0, "small"),  # think tokens/s cached / uncached
     "batch_speedup": (">=", 5.0, "GPU, batch 8"),  # prompts/hour at batch B / at batch 1
+    "peak_mem_mb": ("<=", 24 * 1024.0, "7b + GenEval reward, CUDA"),  # fits a 24 GB GPU
 }
 
 
+class Brightness(Reward):
+    """The default reward: nearly free and deterministic, so a step's time is MILR's own."""
+
+    name = "brightness"
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        scores = [float(np.asarray(image, dtype=np.float32).mean()) / 255.0 for image in images]
+        return RewardOutput(torch.tensor(scores, dtype=torch.float32), [{} for _ in scores])
+
+
 class BenchReward(Reward):
-    """Nearly free and deterministic, so a step's time is MILR's own: half the image's mean
-    brightness (≤ 0.5, never above a 0.5 threshold). With ``pass_after=S``, prompt ``i`` scores 1
-    from its ``1 + i % S``-th optimisation step on, so prompts stop at different steps, the same
-    ones at every batch size."""
+    """The measured reward (``Brightness`` unless ``--reward-config`` names one), paid in full, its
+    score halved so it stays ≤ 0.5: never above a 0.5 threshold. With ``pass_after=S``, prompt ``i``
+    scores 1 from its ``1 + i % S``-th optimisation step on, so prompts stop at different steps,
+    the same ones at every batch size."""
 
-    name = "bench"
-
-    def __init__(self, pass_after: int | None = None) -> None:
+    def __init__(self, reward: Reward | None = None, pass_after: int | None = None) -> None:
+        self.reward = reward or Brightness()
+        self.name = self.reward.name
         self.pass_after = pass_after
         self.calls: dict[int, int] = {}
 
+    def setup(self, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, backbone: Any = None) -> None:
+        super().setup(device=device, dtype=dtype, backbone=backbone)
+        self.reward.setup(device=device, dtype=dtype, backbone=backbone)
+
     def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        out = score(self.reward, images, prompts)
         scores = []
-        for image, prompt in zip(images, prompts):
+        for value, prompt in zip(out.scores.tolist(), prompts):
             step = self.calls.get(prompt.index, 0)
             self.calls[prompt.index] = step + 1
             passed = self.pass_after is not None and step >= 1 + prompt.index % self.pass_after
-            scores.append(1.0 if passed else 0.5 * float(np.asarray(image, dtype=np.float32).mean()) / 255.0)
-        return RewardOutput(torch.tensor(scores, dtype=torch.float32), [{} for _ in scores])
+            scores.append(1.0 if passed else 0.5 * value)
+        return RewardOutput(torch.tensor(scores, dtype=torch.float32), out.details)
 
 
 def clock(device: torch.device) -> float:
@@ -159,13 +180,15 @@ class ModeTiming:
     profile: str = ""
 
 
-def time_mode(bb: JanusBackbone, mode: str, prompts: Sequence[str], steps: int, lr: float, profile: bool = False) -> ModeTiming:
+def time_mode(
+    bb: JanusBackbone, mode: str, prompts: Sequence[Prompt], steps: int, lr: float, reward: Reward, profile: bool = False
+) -> ModeTiming:
     """One ``milr.optimize`` run of ``steps`` steps; a profiled extra step is left out of the mean."""
     timer = StepClock(bb, profile_batch=1 if profile else None)
     extra = int(profile)
     with timer.counting_think():
         milr.optimize(
-            list(prompts), bb, BenchReward(), mode=mode, lr=lr, max_steps=steps + extra,
+            list(prompts), bb, BenchReward(reward), mode=mode, lr=lr, max_steps=steps + extra,
             batch_size=len(prompts), callbacks=[timer],
         )  # fmt: skip
     if len(timer.walls) != 1 + extra + steps:
@@ -193,9 +216,9 @@ def profile_text(profile: cProfile.Profile, top: int = 18) -> str:
     return out.getvalue()
 
 
-def time_generate(bb: JanusBackbone, texts: Sequence[str], seed: int = 0) -> tuple[float, float]:
+def time_generate(bb: JanusBackbone, texts: Sequence[str], seed: int = 0) -> tuple[float, float, list[Image.Image]]:
     """transformers' own CFG image generation of ``texts`` (chat-formatted), then the VQ decode.
-    Returns (generate seconds, generate + decode seconds)."""
+    Returns (generate seconds, generate + decode seconds, the images)."""
     config = bb.model.generation_config
     config.pad_token_id, config.bos_token_id = bb.pad_id, bb.bos_id  # a random model has none
     config.generation_kwargs = {**getattr(config, "generation_kwargs", {}), "boi_token_id": bb.boi_id}
@@ -211,8 +234,8 @@ def time_generate(bb: JanusBackbone, texts: Sequence[str], seed: int = 0) -> tup
         guidance_scale=bb.guidance_scale,
     )
     generated = clock(bb.device)
-    bb.decode_images(tokens)
-    return generated - start, clock(bb.device) - start
+    images = bb.decode_images(tokens)
+    return generated - start, clock(bb.device) - start, images
 
 
 def memory_bandwidth_gbs(device: torch.device, megabytes: int = 256, repeats: int = 5) -> float:
@@ -258,11 +281,11 @@ def think_speed(bb: JanusBackbone, prompt: str, tokens: int) -> dict[str, float]
     return speed
 
 
-def prompts_per_hour(bb: JanusBackbone, prompts: Sequence[str], batch: int, steps: int) -> float:
-    """Mode ``both`` with per-prompt early stopping (``BenchReward(pass_after=steps)``)."""
+def prompts_per_hour(bb: JanusBackbone, prompts: Sequence[Prompt], batch: int, steps: int, reward: Reward) -> float:
+    """Mode ``both`` with per-prompt early stopping (``BenchReward(reward, pass_after=steps)``)."""
     start = clock(bb.device)
-    reward = BenchReward(pass_after=steps)
-    results = milr.optimize(list(prompts), bb, reward, mode="both", max_steps=steps, reward_threshold=0.5, batch_size=batch)
+    scheduled = BenchReward(reward, pass_after=steps)
+    results = milr.optimize(list(prompts), bb, scheduled, mode="both", max_steps=steps, reward_threshold=0.5, batch_size=batch)
     seconds = clock(bb.device) - start
     expected = [1 + i % steps for i in range(len(prompts))]
     if [r.steps for r in results] != expected:
@@ -307,10 +330,19 @@ class BenchConfig:
     lr: float = 0.03
     profile: bool = False
     seed: int = 0
+    reward_config: str | None = None  # a reward YAML (configs/rewards/*.yaml); None: Brightness
+    prompts_file: str | None = None  # None: the built-in PROMPTS
 
 
 def _given(value: int | None, fallback: int) -> int:
     return fallback if value is None else value
+
+
+def bench_prompts(path: str | None, count: int) -> list[Prompt]:
+    """``count`` prompts with indices 0..count-1: from a prompt file (any ``data`` format, e.g.
+    GenEval's, whose metadata its reward needs), else from ``PROMPTS``, cycling when short."""
+    source = load_prompts(path) if path else [Prompt(text, i, {"prompt": text}) for i, text in enumerate(PROMPTS)]
+    return [Prompt(source[i % len(source)].text, i, source[i % len(source)].metadata) for i in range(count)]
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
@@ -331,20 +363,25 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         )  # fmt: skip
         if bb.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(bb.device)
-        texts = [PROMPTS[i % len(PROMPTS)] for i in range(max(batch, n_prompts))]
-        speed = think_speed(bb, texts[0], think_tokens)
-        think = bb.think(texts[:batch])
-        image_prompts = [image_prompt(p, t) for p, t in zip(texts[:batch], think.texts)]
+        prompts = bench_prompts(cfg.prompts_file, max(batch, n_prompts))
+        reward = from_config(cfg.reward_config) if cfg.reward_config else Brightness()
+        speed = think_speed(bb, prompts[0].text, think_tokens)
+        think = bb.think([p.text for p in prompts[:batch]])
+        image_prompts = [image_prompt(p.text, t) for p, t in zip(prompts[:batch], think.texts)]
         if bb.device.type == "cuda":
             time_generate(bb, image_prompts, cfg.seed)  # warm-up: kernels, allocator
-        generate_tokens_s, generate_s = time_generate(bb, image_prompts, cfg.seed)
+        generate_tokens_s, generate_s, images = time_generate(bb, image_prompts, cfg.seed)
+        reward.setup(device=bb.device, dtype=bb.dtype, backbone=bb)
+        score(reward, images, prompts[:batch])  # warm-up: a reward loads its models on first use
         batch1_s = generate_tokens_s if batch == 1 else time_generate(bb, image_prompts[:1], cfg.seed)[0]
-        modes = {m: time_mode(bb, m, texts[:batch], steps, cfg.lr, profile=cfg.profile and m == "both") for m in MODES}
-        throughput = {b: prompts_per_hour(bb, texts[:n_prompts], b, steps) for b in dict.fromkeys((1, batch))}
+        modes = {m: time_mode(bb, m, prompts[:batch], steps, cfg.lr, reward, profile=cfg.profile and m == "both") for m in MODES}
+        throughput = {b: prompts_per_hour(bb, prompts[:n_prompts], b, steps, reward) for b in dict.fromkeys((1, batch))}
         report: dict[str, Any] = {
             "device": str(bb.device),
             "device_name": torch.cuda.get_device_name(bb.device) if bb.device.type == "cuda" else "cpu",
             "model": cfg.model,
+            "reward": reward.name,
+            "prompts_file": cfg.prompts_file,
             "dtype": str(bb.dtype).removeprefix("torch."),
             "params_m": round(sum(p.numel() for p in bb.model.parameters()) / 1e6, 2),
             "image_tokens": bb.num_image_tokens,
@@ -396,7 +433,7 @@ def render(report: dict[str, Any]) -> None:
     gen = report["generate_s"]
     steps = Table(
         title=f"milr bench · {report['model']} ({report['params_m']}M params, {report['image_tokens']} image tokens)"
-        f" · {report['device_name']} {report['dtype']} · batch {report['batch']}"
+        f" · {report['device_name']} {report['dtype']} · batch {report['batch']} · reward {report['reward']}"
     )
     for col in ("", "seconds", "× gen", "decode", "reward", "update", "thinks"):
         steps.add_column(col, justify="left" if not col else "right")
@@ -453,6 +490,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, bool]:
     parser.add_argument("--lr", type=float, default=0.03, help="latent lr (larger: the text prefix changes more often)")
     parser.add_argument("--profile", action="store_true", help="cProfile one extra `both` step")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reward-config", help="reward YAML as in configs/rewards/ (e.g. one written by python -m rewards.random_weights); "
+        "default: a free brightness reward, so a step's time is MILR's own",
+    )  # fmt: skip
+    parser.add_argument("--prompts-file", help="prompt file (e.g. GenEval's evaluation_metadata.jsonl, whose metadata its reward needs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = vars(parser.parse_args(argv))
     as_json = args.pop("json")

@@ -7,6 +7,7 @@ adds per-image details for logs and a ``setup`` hook to learn the backbone's dev
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
@@ -117,3 +118,21 @@ def build(name: str, **kwargs: Any) -> RewardFn:
 
 def registered() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def from_config(path: str | os.PathLike) -> Reward:
+    """The reward a LightningCLI YAML configures (``model.reward``, as in ``configs/rewards/*.yaml``,
+    or ``class_path`` / ``init_args`` at the top), built as the runner builds it. Lets tools such as
+    ``milr.bench`` use any reward without importing a concrete one."""
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    with open(path) as f:
+        node = yaml.safe_load(f)
+    if isinstance(node, dict) and "model" in node:
+        node = (node["model"] or {}).get("reward")
+    if not isinstance(node, dict) or "class_path" not in node:
+        raise ValueError(f"{path}: no reward in it; expected model.reward.class_path (as in configs/rewards/*.yaml) or a top-level class_path")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--reward", type=Reward)
+    return parser.instantiate_classes(parser.parse_object({"reward": node})).reward

@@ -93,6 +93,8 @@ def instance_postprocess(
 
 def resize_mask_logits(mask_logits: torch.Tensor, padded: Sequence[int], valid: Sequence[int], original: Sequence[int]) -> torch.Tensor:
     """mmdet's mask resizing: bilinear to the padded input, crop the padding, bilinear to the original size."""
+    if mask_logits.shape[0] == 0:  # nothing detected: interpolate rejects an empty batch
+        return mask_logits.new_zeros((0, *original), dtype=torch.float32)
     logits = F.interpolate(mask_logits[None].float(), size=tuple(padded), mode="bilinear", align_corners=False)
     logits = logits[..., : valid[0], : valid[1]]
     return F.interpolate(logits, size=tuple(original), mode="bilinear", align_corners=False)[0]

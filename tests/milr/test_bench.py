@@ -15,6 +15,8 @@ from data.prompt import Prompt
 from milr.bench import TARGETS, BenchReward, main, render, stdout_to_stderr
 from milr.shapes import SHAPES, Shape, janus_config, llama_config, parameter_count, random_backbone
 from milr.tiny import tiny_tokenizer
+from rewards.base import Reward, RewardOutput
+from rewards.random_weights import write_geneval
 
 ARGS = ["--model", "tiny", "--batch", "2", "--steps", "2", "--think-tokens", "8", "--prompts", "3"]
 
@@ -125,6 +127,53 @@ def test_bench_reward_passes_prompt_i_at_step_one_plus_i_mod_s():
             if s > 0.5:
                 passed_at.setdefault(p.index, step)
     assert passed_at == {0: 1, 1: 2, 2: 3, 3: 1, 4: 2}
+
+
+class Recording(Reward):
+    """Scores 0.8 and records its set-up and calls, to see that the bench pays the measured reward."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.setups, self.calls = [], 0
+
+    def setup(self, **kwargs) -> None:
+        super().setup(**kwargs)
+        self.setups.append(self.device)
+
+    def evaluate(self, images, prompts):
+        self.calls += 1
+        return RewardOutput(torch.full((len(images),), 0.8), [{"seen": p.index} for p in prompts])
+
+
+def test_bench_reward_pays_the_measured_reward_and_halves_its_score_before_the_pass():
+    inner = Recording()
+    reward = BenchReward(inner, pass_after=2)
+    reward.setup(device="cpu", dtype=torch.float32)
+    first = reward.evaluate(white(2), [Prompt("a", 0), Prompt("b", 1)])
+    second = reward.evaluate(white(2), [Prompt("a", 0), Prompt("b", 1)])
+    assert (inner.setups, inner.calls, reward.name) == ([torch.device("cpu")], 2, "recording")
+    assert first.scores.tolist() == pytest.approx([0.4, 0.4]) and second.scores.tolist() == pytest.approx([1.0, 0.4])
+    assert first.details == [{"seen": 0}, {"seen": 1}]
+
+
+GENEVAL_LINES = [
+    '{"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"}',
+    '{"tag": "colors", "include": [{"class": "cup", "count": 1, "color": "red"}], "prompt": "a photo of a red cup"}',
+]
+
+
+def test_a_reward_config_and_a_prompt_file_are_measured_with_the_reward_in_every_step(tmp_path, capsys):
+    config = write_geneval(tmp_path / "rw", size="tiny")
+    prompts = tmp_path / "evaluation_metadata.jsonl"
+    prompts.write_text("\n".join(GENEVAL_LINES) + "\n")
+    args = ["--model", "tiny", "--batch", "2", "--steps", "2", "--think-tokens", "8", "--prompts", "3"]
+    report = main([*args, "--reward-config", str(config), "--prompts-file", str(prompts), "--json"])
+    assert json.loads(capsys.readouterr().out)["reward"] == report["reward"] == "geneval"
+    assert report["prompts_file"] == str(prompts)
+    for shares in report["step_share"].values():  # a real detector + CLIP costs a visible share
+        assert shares["reward"] > 0.01
+    assert set(report["prompts_per_hour"]) == {"1", "2"}  # 3 prompts cycle over the 2 lines, stops as scheduled
 
 
 def test_real_shapes_have_janus_pro_sizes():

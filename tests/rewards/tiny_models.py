@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -19,18 +19,12 @@ from transformers import (
     BertTokenizerFast,
     BlipConfig,
     BlipForQuestionAnswering,
-    CLIPConfig,
-    CLIPModel,
-    CLIPTokenizer,
     DPTConfig,
     DPTForDepthEstimation,
     GitConfig,
     GitForCausalLM,
     GroundingDinoConfig,
     GroundingDinoForObjectDetection,
-    Mask2FormerConfig,
-    Mask2FormerForUniversalSegmentation,
-    Mask2FormerImageProcessorPil,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -43,9 +37,16 @@ from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPi
 from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
 
 from rewards.geneval import OBJECT_NAMES
+from rewards.random_weights import (
+    TINY_LAYER as LAYER,
+    TINY_MASK2FORMER_HEAD,
+    TINY_SWIN,
+    mask2former_model,
+    random_model,
+    write_clip,
+    write_mask2former,
+)
 
-#: one tiny transformer layer, shared by the BLIP / CLIP / GIT / DPT configs
-LAYER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
 #: vocabulary size of the tiny BERT-style tokenizer; Grounding DINO hard-codes BERT's ids of
 #: [CLS] 101, [SEP] 102, "." 1012 and "?" 1029, so the tiny vocabulary keeps those slots
 VOCAB_SIZE = 1030
@@ -65,13 +66,6 @@ QWEN_CHAT_TEMPLATE = (
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 
 
-def _random(model_class: type, config: Any, seed: int) -> Any:
-    """``model_class(config)`` with weights drawn from ``seed``; the global RNG is left alone."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return model_class(config).eval()
-
-
 # --------------------------------------------------------------------------- tokenizers
 def tiny_bert_tokenizer(path: Path) -> BertTokenizerFast:
     """Uncased WordPiece over ``WORDS`` with BERT's special-token ids, saved to ``path``."""
@@ -85,32 +79,10 @@ def tiny_bert_tokenizer(path: Path) -> BertTokenizerFast:
     return tokenizer
 
 
-def tiny_clip_tokenizer() -> CLIPTokenizer:
-    """Byte-level CLIP BPE without merges: one token per character, CLIP's special tokens."""
-    chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": 2 * len(chars), "<|endoftext|>": 2 * len(chars) + 1})
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
 # --------------------------------------------------------------------------- checkpoints
 def tiny_clip(path: Path, image_size: int = 32, patch_size: int = 16, seed: int = 0) -> Path:
     """CLIPModel (77 text positions, ``image_size`` px square images, 16-d projection)."""
-    tokenizer = tiny_clip_tokenizer()
-    config = CLIPConfig(
-        text_config=dict(
-            LAYER, vocab_size=len(tokenizer), max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        ),
-        vision_config=dict(LAYER, image_size=image_size, patch_size=patch_size),
-        projection_dim=16,
-    )
-    _random(CLIPModel, config, seed).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    crop = {"height": image_size, "width": image_size}
-    CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=crop).save_pretrained(path)
-    return path
+    return write_clip(path, LAYER, dict(LAYER, image_size=image_size, patch_size=patch_size), 16, seed)
 
 
 def tiny_mask2former(path: Path, always: Optional[str] = None, seed: int = 0) -> Path:
@@ -119,13 +91,7 @@ def tiny_mask2former(path: Path, always: Optional[str] = None, seed: int = 0) ->
     ``always``: every query detects this GenEval class with probability ~1 and a mask covering
     the whole image, so the GenEval rules have a known outcome.
     """
-    stages = ["stage1", "stage2", "stage3", "stage4"]
-    swin = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4, out_features=stages)
-    config = Mask2FormerConfig(
-        backbone_config=swin, num_labels=80, num_queries=8, hidden_dim=32, mask_feature_size=32, feature_size=32,
-        encoder_layers=1, decoder_layers=2, encoder_feedforward_dim=32, dim_feedforward=32, num_attention_heads=2,
-    )
-    model = _random(Mask2FormerForUniversalSegmentation, config, seed)
+    model = mask2former_model(TINY_SWIN, TINY_MASK2FORMER_HEAD, seed)
     if always is not None:
         with torch.no_grad():
             model.class_predictor.weight.zero_()
@@ -137,9 +103,7 @@ def tiny_mask2former(path: Path, always: Optional[str] = None, seed: int = 0) ->
             ):
                 layer.weight.zero_()
                 layer.bias.fill_(1.0)
-    model.save_pretrained(path)
-    Mask2FormerImageProcessorPil(size={"shortest_edge": 32, "longest_edge": 48}).save_pretrained(path)
-    return path
+    return write_mask2former(path, model, {"shortest_edge": 32, "longest_edge": 48})
 
 
 def tiny_blip(path: Path, seed: int = 0) -> Path:
@@ -149,7 +113,7 @@ def tiny_blip(path: Path, seed: int = 0) -> Path:
         text_config=dict(LAYER, vocab_size=VOCAB_SIZE + 2, max_position_embeddings=64, bos_token_id=VOCAB_SIZE, sep_token_id=102, pad_token_id=0),
         vision_config=dict(LAYER, image_size=32, patch_size=16),
     )
-    _random(BlipForQuestionAnswering, config, seed).save_pretrained(path)
+    random_model(BlipForQuestionAnswering, config, seed).save_pretrained(path)
     BlipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(path)
     return path
 
@@ -164,7 +128,7 @@ def tiny_grounding_dino(path: Path, seed: int = 0) -> Path:
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10,
         num_feature_levels=2, encoder_n_points=2, decoder_n_points=2, max_text_len=32,
     )
-    _random(GroundingDinoForObjectDetection, config, seed).save_pretrained(path)
+    random_model(GroundingDinoForObjectDetection, config, seed).save_pretrained(path)
     GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 64}).save_pretrained(path)
     return path
 
@@ -173,7 +137,7 @@ def tiny_dpt(path: Path, seed: int = 0) -> Path:
     """DPT depth estimator (4 ViT layers, 32 px inputs)."""
     config = DPTConfig(**dict(LAYER, num_hidden_layers=4), image_size=32, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
                        neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=16)
-    _random(DPTForDepthEstimation, config, seed).save_pretrained(path)
+    random_model(DPTForDepthEstimation, config, seed).save_pretrained(path)
     DPTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(path)
     return path
 
@@ -185,7 +149,7 @@ def tiny_git(path: Path, seed: int = 0) -> Path:
         vision_config=dict(LAYER, image_size=32, patch_size=16), vocab_size=VOCAB_SIZE, max_position_embeddings=64,
         bos_token_id=101, eos_token_id=102, pad_token_id=0, **LAYER,
     )
-    _random(GitForCausalLM, config, seed).save_pretrained(path)
+    random_model(GitForCausalLM, config, seed).save_pretrained(path)
     CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
     return path
 
@@ -214,5 +178,5 @@ def tiny_qwen_vl(path: Path, seed: int = 0) -> Path:
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
-    _random(Qwen2_5_VLForConditionalGeneration, config, seed).save_pretrained(path)
+    random_model(Qwen2_5_VLForConditionalGeneration, config, seed).save_pretrained(path)
     return path
