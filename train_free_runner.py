@@ -22,6 +22,7 @@ from callbacks.progress import PromptProgressBar
 from callbacks.timing import StepTimer
 from callbacks.writer import OutputWriter, atomic_write, completed
 from data.datamodule import MILRDataModule
+from milr.api import ignore_known_warnings
 from milr.module import TRAINER_DEFAULTS, MILRModule
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
@@ -52,6 +53,7 @@ def with_default_config(args: list[str]) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
+    ignore_known_warnings()
     cli = MILRCLI(
         MILRModule,
         MILRDataModule,

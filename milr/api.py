@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal, Sequence
 
 from lightning import Callback, Trainer
@@ -19,8 +20,17 @@ def as_prompts(prompts: Sequence[str | Prompt]) -> list[Prompt]:
     return [p if isinstance(p, Prompt) else Prompt(p, i, {"prompt": p}) for i, p in enumerate(prompts)]
 
 
+def ignore_known_warnings() -> None:
+    """Hide warnings no user can act on: Lightning 2.6 calls a pytree class torch 2.13 deprecates,
+    and LightningCLI warns when it gets ``args`` while ``sys.argv`` has some (the runner passes
+    ``sys.argv`` itself, with the demo config put in front)."""
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+
+
 def make_trainer(backbone: JanusBackbone, callbacks: Sequence[Callback] = (), **overrides: Any) -> Trainer:
     """A Trainer on the backbone's device with MILR's loop settings; no logger or bar by default."""
+    ignore_known_warnings()
     kwargs: dict[str, Any] = {
         **TRAINER_DEFAULTS,
         "accelerator": "gpu" if backbone.device.type == "cuda" else "cpu",

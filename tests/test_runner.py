@@ -43,6 +43,13 @@ def test_demo_writes_the_geneval_layout_traces_summary_and_tensorboard(tmp_path)
     assert len(events.Scalars("reward/prompt_00000")) >= 2 and events.Images("images/step")
 
 
+def test_the_run_shows_no_warnings_a_user_cannot_act_on(tmp_path, monkeypatch, recwarn):
+    monkeypatch.setattr("sys.argv", ["train_free_runner.py", "--output_dir", str(tmp_path)])  # as from a shell
+    run(tmp_path)
+    messages = [str(w.message) for w in recwarn]
+    assert not [m for m in messages if "LeafSpec" in m or "args parameter" in m]
+
+
 def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path):
     failing = ["--model.reward", "tests.helpers.FailingReward", "--model.reward.fail_on", "6", "--data.batch_size", "1"]
     with pytest.raises(RuntimeError, match="reward server went away"):
