@@ -47,9 +47,19 @@ class MILRCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
 
-def with_default_config(args: list[str]) -> list[str]:
-    """No ``--config`` given: run the embedded tiny demo."""
-    return args if any(a == "--config" or a.startswith("--config=") for a in args) else ["--config", str(DEMO_CONFIG), *args]
+def _given(args: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def with_defaults(args: list[str]) -> list[str]:
+    """No ``--config`` given: run the embedded tiny demo. A prompt source on the command line
+    (``--data.path`` or ``--data.prompts``) replaces the one in the config instead of clashing with it."""
+    if not _given(args, "--config"):
+        args = ["--config", str(DEMO_CONFIG), *args]
+    for flag, other in (("--data.path", "--data.prompts"), ("--data.prompts", "--data.path")):
+        if _given(args, flag) and not _given(args, other):
+            args = [*args, other, "null"]
+    return args
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
@@ -61,7 +71,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         save_config_callback=None,
         auto_configure_optimizers=False,
         trainer_defaults=TRAINER_DEFAULTS,
-        args=with_default_config(sys.argv[1:] if args is None else list(args)),
+        args=with_defaults(sys.argv[1:] if args is None else list(args)),
     )
     out = Path(cli.config["output_dir"])
     atomic_write(out / "config.yaml", cli.parser.dump(cli.config, skip_none=False))

@@ -43,6 +43,24 @@ def test_demo_writes_the_geneval_layout_traces_summary_and_tensorboard(tmp_path)
     assert len(events.Scalars("reward/prompt_00000")) >= 2 and events.Images("images/step")
 
 
+def test_no_config_runs_the_demo_and_a_command_line_prompt_source_replaces_the_configs():
+    demo = ["--config", str(train_free_runner.DEMO_CONFIG)]
+    assert train_free_runner.with_defaults(["--output_dir", "x"]) == [*demo, "--output_dir", "x"]
+    assert train_free_runner.with_defaults(["--data.path=p.txt"]) == [*demo, "--data.path=p.txt", "--data.prompts", "null"]
+    given = ["--config", "c.yaml", "--data.prompts", "[a cat]"]
+    assert train_free_runner.with_defaults(given) == [*given, "--data.path", "null"]
+    both = ["--config", "c.yaml", "--data.path", "p.txt", "--data.prompts", "[a cat]"]
+    assert train_free_runner.with_defaults(both) == both  # both given: the data module's clear error
+
+
+def test_a_prompt_file_on_the_command_line_replaces_the_demo_prompts(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red apple\na blue car\n")
+    summary = run(tmp_path / "out", "--data.path", str(prompts))
+    assert summary["prompts"] == 2
+    assert json.loads((tmp_path / "out" / "00001" / "metadata.jsonl").read_text())["prompt"] == "a blue car"
+
+
 def test_the_run_shows_no_warnings_a_user_cannot_act_on(tmp_path, monkeypatch, recwarn):
     monkeypatch.setattr("sys.argv", ["train_free_runner.py", "--output_dir", str(tmp_path)])  # as from a shell
     run(tmp_path)
