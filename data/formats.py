@@ -7,7 +7,8 @@ lines, so for them the index is the line number (GenEval: "the index-th line of
 evaluation_metadata.jsonl").
 
 Bad input raises ``ValueError`` naming the file and line (or item), so a broken prompt file
-fails at load time, not hours into a run.
+fails at load time, not hours into a run. A relative path missing from the working directory
+is looked up next to the ``data`` package (``data.bundled``), where the benchmark files ship.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from data.bundled import resolve_path
 from data.prompt import Prompt
 
 #: default limit on prompt length; a longer "prompt" is almost surely a wrong file or column
@@ -44,9 +46,9 @@ def _make_prompt(text: Any, index: int, metadata: dict[str, Any], where: str, ma
 
 
 def _read_text(path: str | Path) -> str:
-    path = Path(path)
+    path = resolve_path(path, what="prompt file")
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
+        raise FileNotFoundError(f"prompt file not found: {path} is not a file")
     # utf-8-sig: tolerate a byte-order mark written by some editors
     return path.read_text(encoding="utf-8-sig")
 

@@ -282,7 +282,7 @@ def read_complex_lists(data_dir: str | Path) -> tuple[frozenset[str], frozenset[
         if not path.is_file():
             raise FileNotFoundError(
                 f"T2I-CompBench complex category needs {name} in data_dir={str(data_dir)!r} (the official "
-                "examples/dataset/ files; this project keeps them in shared/benchmarks/t2i_compbench/)"
+                "examples/dataset/ files; milr bundles them in data/benchmarks/t2i_compbench/)"
             )
         lines = path.read_text(encoding="utf-8-sig").splitlines()
         lists.append(frozenset(complex_key(line) for line in lines if line.strip()))

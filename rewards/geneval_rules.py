@@ -1,7 +1,7 @@
 """GenEval's rules as pure functions: which detections count, when an image is correct, the summary.
 
 Mirrors ``evaluation/evaluate_images.py`` and ``evaluation/summary_scores.py`` of
-djghosh13/geneval @ af4902f (see /work/shared/EVALUATORS.md §1). No model lives here: the
+djghosh13/geneval @ af4902f. No model lives here: the
 detector and the colour classifier run outside and hand in ``Detection`` records, so every
 rule can be tested on hand-built boxes.
 """

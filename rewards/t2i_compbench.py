@@ -31,19 +31,21 @@ Where each stand-in differs from the official evaluator:
   period, so it always used the 3-way mean).
 
 Numeracy (``new_objects.txt``) and complex (``complex_val_spatial.txt``,
-``complex_val_action.txt``) need ``data_dir``: the official ``examples/dataset`` folder
-(``shared/benchmarks/t2i_compbench`` in this project). The MILR authors return ``score - 1``
-in [-1, 0]; this reward returns the score in [0, 1].
+``complex_val_action.txt``) read the official ``examples/dataset`` files from ``data_dir``;
+by default the copy bundled in ``data/benchmarks/t2i_compbench``. The MILR authors return
+``score - 1`` in [-1, 0]; this reward returns the score in [0, 1].
 """
 
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal, Optional, get_args
 
 import torch
 from PIL import Image
 
+from data.bundled import BENCHMARKS, resolve_path
 from data.prompt import Prompt
 from rewards import compbench_rules as rules
 from rewards.base import Reward, RewardOutput, register
@@ -225,13 +227,11 @@ class T2ICompBenchReward(Reward):
         return scores, details
 
     # ----------------------------------------------------------------- data files
-    def _data_path(self, what: str) -> str:
+    def _data_path(self, what: str) -> Path:
+        """``data_dir`` (relative: as ``data.bundled.resolve_path``), or the bundled official files."""
         if self.data_dir is None:
-            raise ValueError(
-                f"T2I-CompBench {what} needs data_dir: the folder of the official prompt files "
-                "(shared/benchmarks/t2i_compbench in this project)"
-            )
-        return self.data_dir
+            return BENCHMARKS / "t2i_compbench"
+        return resolve_path(self.data_dir, what=f"T2I-CompBench data_dir (the official prompt files {what} needs)")
 
     @cached_property
     def _complex_lists(self) -> tuple[frozenset[str], frozenset[str]]:
@@ -239,7 +239,7 @@ class T2ICompBenchReward(Reward):
 
     @cached_property
     def _object_names(self) -> list[tuple[str, str]]:
-        path = f"{self._data_path('numeracy')}/new_objects.txt"
+        path = self._data_path("numeracy") / "new_objects.txt"
         try:
             return rules.read_object_names(path)
         except FileNotFoundError as err:

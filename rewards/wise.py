@@ -26,7 +26,8 @@ from rewards.judges import Conversation, Judge, OpenAIJudge, QwenVLJudge, conver
 
 Protocol = Literal["legacy", "verified"]
 
-# The official judge prompts, verbatim (shared/benchmarks/wise/judge/*.txt), with the f-string
+# The official WISE judge prompts, verbatim (build_evaluation_messages of the WISE repo,
+# https://github.com/PKU-YuanGroup/WISE, legacy and verified), with the f-string
 # fields renamed to {prompt} and {explanation}. Trailing spaces on some lines are part of them.
 LEGACY_SYSTEM = 'You are a professional Vincennes image quality audit expert, please evaluate the image quality strictly according to the protocol.'
 LEGACY_TEMPLATE = (

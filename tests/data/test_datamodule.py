@@ -9,9 +9,9 @@ import torch
 
 import data.datamodule as datamodule_module
 from data import MILRDataModule, Prompt, PromptFeed, PromptStream
+from data.bundled import BENCHMARKS
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-GENEVAL = SHARED / "benchmarks" / "geneval" / "evaluation_metadata.jsonl"
+GENEVAL = BENCHMARKS / "geneval" / "evaluation_metadata.jsonl"
 
 
 def make_prompts(n: int) -> list[Prompt]:
@@ -194,8 +194,6 @@ def test_shards_cover_every_prompt_exactly_once(prompt_file, world_size):
 
 
 def test_shards_of_the_real_geneval_set():
-    if not GENEVAL.is_file():
-        pytest.skip(f"shared benchmark files not found at {GENEVAL}")
     shards = [setup_dm(rank, 3, path=str(GENEVAL)).all_prompts for rank in range(3)]
     assert sorted(i for shard in shards for i in indices(shard)) == list(range(553))
     assert all("include" in p.metadata for shard in shards for p in shard)

@@ -1,11 +1,13 @@
 """Prompt-file loaders: the real benchmark files, small hand-written files, and every bad input."""
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from data.bundled import BENCHMARKS
 from data.formats import (
     infer_format,
     load_geneval,
@@ -18,15 +20,14 @@ from data.formats import (
 )
 from data.prompt import Prompt
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-BENCHMARKS = SHARED / "benchmarks"
-
 
 @pytest.fixture
-def benchmarks() -> Path:
-    if not BENCHMARKS.is_dir():
-        pytest.skip(f"shared benchmark files not found at {BENCHMARKS}")
-    return BENCHMARKS
+def wise() -> Path:
+    """A clone of https://github.com/PKU-YuanGroup/WISE (not bundled: it has no licence)."""
+    root = os.environ.get("MILR_WISE_DIR")
+    if not root:
+        pytest.skip("WISE prompts are not bundled; set MILR_WISE_DIR to a clone of PKU-YuanGroup/WISE")
+    return Path(root)
 
 
 def write(path: Path, text: str) -> Path:
@@ -38,8 +39,8 @@ def write(path: Path, text: str) -> Path:
 # --------------------------------------------------------------------------- real benchmark files
 
 
-def test_geneval_real_file_has_553_prompts_with_tags_and_line_indices(benchmarks):
-    prompts = load_prompts(benchmarks / "geneval" / "evaluation_metadata.jsonl")
+def test_geneval_real_file_has_553_prompts_with_tags_and_line_indices():
+    prompts = load_prompts(BENCHMARKS / "geneval" / "evaluation_metadata.jsonl")
     assert [p.index for p in prompts] == list(range(553))
     assert Counter(p.metadata["tag"] for p in prompts) == {
         "single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100, "color_attr": 100,
@@ -48,7 +49,7 @@ def test_geneval_real_file_has_553_prompts_with_tags_and_line_indices(benchmarks
     assert all("include" in p.metadata and p.metadata["prompt"] == p.text for p in prompts)
     assert any("exclude" in p.metadata for p in prompts)
     # the same prompts, in the same order, as the plain-text generation_prompts.txt
-    plain = load_prompts(benchmarks / "geneval" / "generation_prompts.txt")
+    plain = load_prompts(BENCHMARKS / "geneval" / "generation_prompts.txt")
     assert [p.text for p in plain] == [p.text for p in prompts]
     assert plain[5].metadata == {"prompt": prompts[5].text}
 
@@ -71,8 +72,8 @@ def test_geneval_real_file_has_553_prompts_with_tags_and_line_indices(benchmarks
         ("numeracy_val.txt", "numeracy", 300),
     ],
 )
-def test_t2i_compbench_real_files_give_category_and_all_prompts(benchmarks, name, category, count):
-    path = benchmarks / "t2i_compbench" / name
+def test_t2i_compbench_real_files_give_category_and_all_prompts(name, category, count):
+    path = BENCHMARKS / "t2i_compbench" / name
     prompts = load_prompts(path)
     assert len(prompts) == count  # the last line has no newline and is still read
     assert [p.index for p in prompts] == list(range(count))
@@ -83,30 +84,30 @@ def test_t2i_compbench_real_files_give_category_and_all_prompts(benchmarks, name
     assert [p.text for p in prompts] == [line for line in raw if line]
 
 
-def test_t2i_compbench_real_first_prompts(benchmarks):
-    assert load_prompts(benchmarks / "t2i_compbench" / "color_val.txt")[0].text == "a green bench and a blue bowl"
-    assert load_prompts(benchmarks / "t2i_compbench" / "complex_val.txt")[0].text == "The red hat was on top of the brown coat rack."
+def test_t2i_compbench_real_first_prompts():
+    assert load_prompts(BENCHMARKS / "t2i_compbench" / "color_val.txt")[0].text == "a green bench and a blue bowl"
+    assert load_prompts(BENCHMARKS / "t2i_compbench" / "complex_val.txt")[0].text == "The red hat was on top of the brown coat rack."
 
 
-def test_t2i_compbench_folder_rejects_a_file_that_is_not_a_prompt_set(benchmarks):
+def test_t2i_compbench_folder_rejects_a_file_that_is_not_a_prompt_set():
     with pytest.raises(ValueError, match=r"new_objects\.txt: cannot tell the T2I-CompBench category"):
-        load_prompts(benchmarks / "t2i_compbench" / "new_objects.txt")
+        load_prompts(BENCHMARKS / "t2i_compbench" / "new_objects.txt")
 
 
 @pytest.mark.parametrize(
     "name, count, first_id, last_id",
     [
-        ("legacy/cultural_common_sense.json", 400, 1, 400),
-        ("legacy/spatio-temporal_reasoning.json", 300, 401, 700),
-        ("legacy/natural_science.json", 300, 701, 1000),
-        ("legacy/natural_science_rewrite.json", 300, 701, 1000),
-        ("verified/cultural_common_sense_verified.json", 400, 1, 400),
-        ("verified/spatio-temporal_reasoning_verified.json", 240, 401, 640),
-        ("verified/natural_science_verified.json", 360, 641, 1000),
+        ("WISE_legacy/data/cultural_common_sense.json", 400, 1, 400),
+        ("WISE_legacy/data/spatio-temporal_reasoning.json", 300, 401, 700),
+        ("WISE_legacy/data/natural_science.json", 300, 701, 1000),
+        ("WISE_legacy/data/natural_science_rewrite.json", 300, 701, 1000),
+        ("data_verified/cultural_common_sense_verified.json", 400, 1, 400),
+        ("data_verified/spatio-temporal_reasoning_verified.json", 240, 401, 640),
+        ("data_verified/natural_science_verified.json", 360, 641, 1000),
     ],
 )
-def test_wise_real_files_keep_objects_and_add_lowercase_aliases(benchmarks, name, count, first_id, last_id):
-    path = benchmarks / "wise" / name
+def test_wise_real_files_keep_objects_and_add_lowercase_aliases(wise, name, count, first_id, last_id):
+    path = wise / name
     items = json.loads(path.read_text(encoding="utf-8"))
     prompts = load_prompts(path)
     assert len(prompts) == count
@@ -121,8 +122,8 @@ def test_wise_real_files_keep_objects_and_add_lowercase_aliases(benchmarks, name
         assert prompt.metadata["subcategory"] == item["Subcategory"]
 
 
-def test_wise_real_category_values(benchmarks):
-    prompts = load_prompts(benchmarks / "wise" / "legacy" / "spatio-temporal_reasoning.json")
+def test_wise_real_category_values(wise):
+    prompts = load_prompts(wise / "WISE_legacy" / "data" / "spatio-temporal_reasoning.json")
     categories = Counter(p.metadata["category"] for p in prompts)
     assert categories == {"time": 167, "Space": 133}
 

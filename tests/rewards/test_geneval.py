@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from data.bundled import BENCHMARKS
 from data.prompt import Prompt
 from rewards import geneval
 from rewards.base import score
@@ -21,8 +22,8 @@ from rewards.hub import MissingCheckpointError
 from rewards.mask2former import Mask2FormerDetector, instance_postprocess, mask_scores, masks_to_boxes, resize_mask_logits, top_pairs
 from tests.rewards.tiny_models import tiny_clip, tiny_mask2former
 
-METADATA = Path("/work/shared/benchmarks/geneval/evaluation_metadata.jsonl")
-OBJECT_NAMES_FILE = Path("/work/shared/benchmarks/geneval/object_names.txt")
+METADATA = BENCHMARKS / "geneval" / "evaluation_metadata.jsonl"
+OBJECT_NAMES_FILE = BENCHMARKS / "geneval" / "object_names.txt"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -232,7 +233,6 @@ def test_fraction_counts_satisfied_clauses():
     assert check(m, {}).fraction == 0.5  # include fails, exclude holds
 
 
-@pytest.mark.skipif(not METADATA.exists(), reason="shared GenEval metadata not present")
 def test_every_official_prompt_is_judged_and_satisfiable():
     lines = [json.loads(line) for line in METADATA.read_text().splitlines()]
     assert len(lines) == 553
@@ -456,8 +456,7 @@ def test_bad_metadata_and_names_are_errors(ckpt, tmp_path):
     with pytest.raises(ValueError, match="unicorn"):
         reward.evaluate([_image()], [_prompt(meta("single_object", obj("unicorn")))])
     assert read_object_names() == OBJECT_NAMES and len(OBJECT_NAMES) == 80
-    if OBJECT_NAMES_FILE.exists():
-        assert read_object_names(str(OBJECT_NAMES_FILE)) == OBJECT_NAMES
+    assert read_object_names(str(OBJECT_NAMES_FILE)) == OBJECT_NAMES
     (tmp_path / "names.txt").write_text("cat\ndog\n")
     with pytest.raises(ValueError, match="expected 80"):
         read_object_names(str(tmp_path / "names.txt"))

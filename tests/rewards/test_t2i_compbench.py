@@ -17,6 +17,7 @@ import yaml
 from PIL import Image
 from transformers import BertTokenizerFast
 
+from data.bundled import BENCHMARKS
 from data.prompt import Prompt
 from rewards import compbench_rules as rules
 from rewards.base import build, score
@@ -27,7 +28,7 @@ from rewards.hub import MissingCheckpointError
 from rewards.t2i_compbench import T2ICompBenchReward
 from tests.rewards.tiny_models import VOCAB_SIZE, tiny_blip, tiny_clip, tiny_dpt, tiny_grounding_dino
 
-BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "t2i_compbench"
+BENCH = BENCHMARKS / "t2i_compbench"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rewards" / "t2i_compbench.yaml"
 
 
@@ -101,7 +102,6 @@ def test_pre_question_lowercases_and_strips_blip_punctuation():
     assert rules.pre_question("a b c d", max_words=2) == "a b"
 
 
-@pytest.mark.skipif(not BENCH.is_dir(), reason="shared/benchmarks/t2i_compbench not present")
 @pytest.mark.parametrize("name", ["color_val.txt", "shape_val.txt", "texture_val.txt", "complex_val.txt"])
 def test_every_attribute_prompt_yields_questions(name):
     for line in (BENCH / name).read_text(encoding="utf-8").splitlines():
@@ -280,7 +280,6 @@ def test_parse_numeracy(prompt, expected):
     assert rules.parse_numeracy(prompt, OBJECTS) == expected
 
 
-@pytest.mark.skipif(not BENCH.is_dir(), reason="shared/benchmarks/t2i_compbench not present")
 def test_every_numeracy_prompt_parses():
     objects = rules.read_object_names(BENCH / "new_objects.txt")
     assert len(objects) >= 100 and ("person", "people") in objects
@@ -326,12 +325,27 @@ def test_complex_kind_matches_lowercase_text_before_first_period(data_dir):
 def test_missing_complex_lists_are_a_clear_error(tmp_path, checkpoints):
     with pytest.raises(FileNotFoundError, match="complex_val_spatial.txt"):
         rules.read_complex_lists(tmp_path)
-    reward = make_reward(checkpoints, category="complex")
-    with pytest.raises(ValueError, match="data_dir"):
+    reward = make_reward(checkpoints, data_dir=tmp_path / "nowhere", category="complex")
+    with pytest.raises(FileNotFoundError, match="T2I-CompBench data_dir .*complex.* not found: .*nowhere"):
         reward.evaluate(images(1), [Prompt("The fluffy cat is on the left of the soft pillow.", 0)])
     reward = make_reward(checkpoints, data_dir=tmp_path, category="numeracy")
     with pytest.raises(FileNotFoundError, match="new_objects.txt"):
         reward.evaluate(images(1), [Prompt("two dogs", 0)])
+
+
+
+@pytest.mark.parametrize("data_dir", [None, "data/benchmarks/t2i_compbench"])
+def test_complex_and_numeracy_read_the_bundled_official_files(checkpoints, tmp_path, monkeypatch, data_dir):
+    monkeypatch.chdir(tmp_path)  # a relative data_dir is found next to the data package
+    reward = make_reward(checkpoints, data_dir=data_dir, box_threshold=0.0)
+    prompts = [
+        Prompt("The red hat was on top of the brown coat rack.", 0, {"category": "complex"}),  # complex_val_spatial.txt
+        Prompt("The black phone was resting on the brown charger.", 1, {"category": "complex"}),  # complex_val_action.txt
+        Prompt("two boys", 2, {"category": "numeracy"}),  # "boy - boys" in new_objects.txt
+    ]
+    details = reward.evaluate(images(3), prompts).details
+    assert [d.get("kind") for d in details] == ["spatial", "action", None]
+    assert details[2]["targets"] == {"boy": 2}
 
 
 # --------------------------------------------------------------------------- grounding wrapper
