@@ -157,11 +157,13 @@ class JanusBackbone:
         # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
         self.static_cache = static_cache or compile
         self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=False) if compile else self.lm
+        self._decode_cache: StaticCache | None = None  # see _cache_for_decode
 
     def to(self, device: str | torch.device) -> "JanusBackbone":
         """Move the frozen model (e.g. onto the device Lightning gave this process)."""
         self.device = resolve_device(device)
         self.model.to(self.device)
+        self._decode_cache = None
         return self
 
     @classmethod
@@ -313,6 +315,24 @@ class JanusBackbone:
         h = self._forward(mask2, positions, cache, inputs_embeds=self.model.get_input_embeddings()(ids))[:, -1]
         return ImageContext(list(prompts), mask2, positions[:, -1] + 1, cache, h)
 
+    def _cache_for_decode(self, prefilled: DynamicCache | StaticCache) -> DynamicCache | StaticCache:
+        """A cache holding the prefilled prompt, for one image decode to extend (the context's own
+        cache is reused by every step, so it is never written to). A static cache is refilled in
+        place: the compiled step then always reads and writes the same tensors, and CUDA graphs
+        replay only at fixed addresses. It is reallocated only when the shape changes."""
+        if not isinstance(prefilled, StaticCache):
+            return copy.deepcopy(prefilled)
+        work = self._decode_cache
+        if work is None or work.layers[0].keys.shape != prefilled.layers[0].keys.shape:
+            self._decode_cache = None  # free the old one before allocating
+            self._decode_cache = copy.deepcopy(prefilled)
+            return self._decode_cache
+        for mine, theirs in zip(work.layers, prefilled.layers):
+            mine.keys.copy_(theirs.keys)
+            mine.values.copy_(theirs.values)
+            mine.cumulative_length.copy_(theirs.cumulative_length)
+        return work
+
     def _sample(self, logits: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
         probs = torch.softmax(logits.float(), dim=-1)
         return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generators)])
@@ -341,7 +361,7 @@ class JanusBackbone:
         (only MILR's latent prefix needs them). The context's cache is copied, never modified."""
         b = len(context.prompts)
         n = self.num_image_tokens
-        cache = copy.deepcopy(context.cache)
+        cache = self._cache_for_decode(context.cache)
         mask, pos = context.mask, context.positions
         tokens = torch.zeros(b, n, dtype=torch.long, device=self.device)
         start = 0 if prefix is None else prefix.shape[1]

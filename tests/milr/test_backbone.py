@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from milr.backbone import CheckpointError, JanusBackbone
 from milr.prompts import image_prompt, think_prompt
@@ -131,6 +132,31 @@ def test_static_kv_cache_samples_the_same_tokens_as_the_dynamic_one(tiny):
         dyn = tiny.sample_image(tiny.image_context(prompts), gens(), p)
         sta = static.sample_image(static.image_context(prompts), gens(), p)
         assert torch.equal(dyn.tokens, sta.tokens)
+
+
+def test_static_decode_cache_is_refilled_in_place_for_each_context(tiny):
+    static = JanusBackbone.tiny(seed=0, grid=4, static_cache=True)
+    batches = [[image_prompt("a cat", None)], [image_prompt("two dogs", None)]]  # same length bucket
+    contexts = [static.image_context(b) for b in batches]
+    addresses = set()
+    for i in (0, 1, 0):  # a context used after another one still decodes its own prompt
+        sta = static.sample_image(contexts[i], [torch.Generator().manual_seed(i)], record_hidden=16)
+        dyn = tiny.sample_image(tiny.image_context(batches[i]), [torch.Generator().manual_seed(i)], record_hidden=16)
+        assert torch.equal(sta.tokens, dyn.tokens)
+        torch.testing.assert_close(sta.hidden, dyn.hidden)  # every cached key and value was the right one
+        addresses.add(static._decode_cache.layers[0].keys.data_ptr())
+    assert len(addresses) == 1  # the tensors CUDA graphs replay on never move
+
+
+def test_compiled_decode_step_samples_the_same_tokens_without_recompiling(tiny):
+    torch._dynamo.reset()
+    compiled = JanusBackbone.tiny(seed=0, grid=4, compile=True)
+    batches = [[image_prompt("a cat", None), image_prompt("a dog", None)], [image_prompt("a car", None), image_prompt("a cup", None)]]
+    gens = lambda: [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]  # noqa: E731
+    for prompts in (*batches, batches[0]):
+        got = compiled.sample_image(compiled.image_context(prompts), gens())
+        assert torch.equal(got.tokens, tiny.sample_image(tiny.image_context(prompts), gens()).tokens)
+    assert counters["stats"]["unique_graphs"] == 1
 
 
 def test_the_real_loading_code_loads_a_local_checkpoint_folder(tmp_path):

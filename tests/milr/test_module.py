@@ -9,6 +9,7 @@ from lightning import Callback
 from lightning.pytorch.callbacks import EarlyStopping
 
 import milr
+from milr.backbone import JanusBackbone
 from milr.module import MILRModule, prompt_seed
 from milr.objective import prefix_length, token_log_prob
 from milr.prompts import image_prompt
@@ -89,6 +90,17 @@ def test_latent_gradients_exist_and_are_finite_under_each_precision(tiny, precis
     for step in rec.grads[:2]:
         assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in step)
     assert all(not torch.equal(b, a) for b, a in zip(rec.before[0], rec.after[0]))  # the latents moved
+
+
+def test_bf16_weights_with_static_cache_train_fp32_latents():
+    """The GPU fast path's dtypes (bf16 weights, fp32 latents, static KV cache), run on CPU."""
+    bb = JanusBackbone.tiny(seed=0, grid=4, dtype="bfloat16", static_cache=True)
+    rec = Recorder()
+    [result] = run(bb, callbacks=[rec], max_steps=2, mode="both")
+    assert bb.model.dtype == torch.bfloat16 and len(result.rewards) == 3
+    assert all(p.dtype == torch.float32 for p in rec.after[0])
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() and g.abs().sum() > 0 for g in rec.grads[0])
+    assert all(not torch.equal(b, a) for b, a in zip(rec.before[0], rec.after[0]))
 
 
 def test_a_prompt_stops_on_its_own_threshold_while_the_other_continues(tiny):
