@@ -409,7 +409,8 @@ def _load_pretrained(name_or_path: str, dtype: torch.dtype):
     from transformers import AutoTokenizer
 
     try:
-        model = JanusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype)
+        # SDPA: PyTorch's fused attention kernels (flash / memory-efficient on GPU)
+        model = JanusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype, attn_implementation="sdpa")
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"

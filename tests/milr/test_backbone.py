@@ -169,6 +169,7 @@ def test_the_real_loading_code_loads_a_local_checkpoint_folder(tmp_path):
     reference = JanusBackbone.tiny(seed=0, grid=4, max_think_tokens=6)
     assert loaded.think(PROMPTS).ids[0].tolist() == reference.think(PROMPTS).ids[0].tolist()
     assert (loaded.boi_id, loaded.pad_id, loaded.num_image_tokens) == (reference.boi_id, reference.pad_id, 16)
+    assert loaded.model.config.text_config._attn_implementation == "sdpa"
 
 
 def test_auto_device_is_this_process_gpu_under_a_launcher(monkeypatch):
