@@ -157,6 +157,8 @@ class JanusBackbone:
         # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
         self.static_cache = static_cache or compile
         self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=False) if compile else self.lm
+        if compile:  # one graph per (batch size, cache-length bucket); a benchmark file meets more than dynamo's default 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self._decode_cache: StaticCache | None = None  # see _cache_for_decode
 
     def to(self, device: str | torch.device) -> "JanusBackbone":

@@ -157,6 +157,7 @@ def test_compiled_decode_step_samples_the_same_tokens_without_recompiling(tiny):
         got = compiled.sample_image(compiled.image_context(prompts), gens())
         assert torch.equal(got.tokens, tiny.sample_image(tiny.image_context(prompts), gens()).tokens)
     assert counters["stats"]["unique_graphs"] == 1
+    assert torch._dynamo.config.recompile_limit >= 64  # room for every batch size and cache-length bucket of a run
 
 
 def test_the_real_loading_code_loads_a_local_checkpoint_folder(tmp_path):
