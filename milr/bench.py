@@ -26,9 +26,9 @@ The reward is a mean-brightness read of the image unless ``--reward-config`` nam
 the GenEval reward with random weights at its real shapes, ``--prompts-file`` then gives prompts
 with GenEval metadata): its models load before the timings, its time is the step's ``reward``
 share, and ``peak_mem_mb`` includes it (the 24 GB check of 7B + GenEval). The throughput runs
-call it too, then override its scores with the stop schedule (``BenchReward``). On CPU the bench runs on one thread unless ``--threads`` says otherwise.
-``--profile`` adds a cProfile of one extra ``both`` step (excluded from the timings) so a missed
-target can be explained.
+call it too, then override its scores with the stop schedule (``BenchReward``). On CPU the
+bench runs on one thread unless ``--threads`` says otherwise. ``--profile`` adds a cProfile of
+one extra ``both`` step (excluded from the timings) so a missed target can be explained.
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ from lightning import Callback, LightningModule, Trainer
 from PIL import Image
 
 import milr
+from data.formats import load_prompts
 from data.prompt import Prompt
 from milr.backbone import JanusBackbone, resolve_device
 from milr.prompts import image_prompt
 from milr.shapes import SHAPES, Shape, random_backbone
-from data.formats import load_prompts
 from rewards.base import Reward, RewardOutput, from_config, score
 
 MODES = ("text", "image", "both")
