@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any, Literal, Sequence
 
@@ -20,12 +21,20 @@ def as_prompts(prompts: Sequence[str | Prompt]) -> list[Prompt]:
     return [p if isinstance(p, Prompt) else Prompt(p, i, {"prompt": p}) for i, p in enumerate(prompts)]
 
 
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
+
+
 def ignore_known_warnings() -> None:
     """Hide warnings no user can act on: Lightning 2.6 calls a pytree class torch 2.13 deprecates,
     and LightningCLI warns when it gets ``args`` while ``sys.argv`` has some (the runner passes
-    ``sys.argv`` itself, with the demo config put in front)."""
+    ``sys.argv`` itself, with the demo config put in front). Also drops the cloud-logger tip every
+    Trainer prints: milr logs to TensorBoard."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _not_an_advert not in lightning_log.filters:
+        lightning_log.addFilter(_not_an_advert)
 
 
 def make_trainer(backbone: JanusBackbone, callbacks: Sequence[Callback] = (), **overrides: Any) -> Trainer:

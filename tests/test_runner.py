@@ -4,6 +4,7 @@ and every YAML in configs/ parsing against the CLI."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,10 @@ def test_the_run_shows_no_warnings_a_user_cannot_act_on(tmp_path, monkeypatch, r
     run(tmp_path)
     messages = [str(w.message) for w in recwarn]
     assert not [m for m in messages if "LeafSpec" in m or "args parameter" in m]
+    lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    record = lambda msg: logging.LogRecord(lightning_log.name, logging.INFO, __file__, 1, msg, None, None)  # noqa: E731
+    assert not lightning_log.filter(record("💡 Tip: ... try installing [litlogger](https://pypi.org/project/litlogger/)"))
+    assert lightning_log.filter(record("GPU available: False, used: False"))  # Lightning's own info stays
 
 
 def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path):
