@@ -156,9 +156,10 @@ class JanusBackbone:
         # GPU fast path: a preallocated KV cache gives the image loop fixed shapes, which is
         # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
         self.static_cache = static_cache or compile
-        self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=False) if compile else self.lm
-        if compile:  # one graph per (batch size, cache-length bucket); a benchmark file meets more than dynamo's default 8
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        # dynamic=None: the first shape is compiled static; the first change (batch size, cache-length
+        # bucket) recompiles once with those sizes symbolic, so refill and the tail of a run (batches
+        # of every size) compile no further; CUDA graphs are still recorded per concrete shape
+        self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=None) if compile else self.lm
         self._decode_cache: StaticCache | None = None  # see _cache_for_decode
 
     def to(self, device: str | torch.device) -> "JanusBackbone":
