@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
@@ -417,11 +418,13 @@ def _load_pretrained(name_or_path: str, dtype: torch.dtype):
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        local = name_or_path.startswith(("/", ".", "~")) or Path(name_or_path).expanduser().exists()
+        hub_id = "deepseek-community/Janus-Pro-7B" if local else name_or_path
         raise CheckpointError(
             f"Could not load the Janus checkpoint {name_or_path!r}"
             + (" (HF_HUB_OFFLINE=1, so nothing is downloaded)" if offline else "")
-            + ". Download it once with `huggingface-cli download deepseek-community/Janus-Pro-7B` "
-            "(or -1B) on a machine with internet access, or pass a local directory that holds "
-            f"config.json and the safetensors. Original error: {err}"
+            + f". Download it once with `huggingface-cli download {hub_id}` on a machine with internet "
+            "access (Janus-Pro: deepseek-community/Janus-Pro-1B or -7B), or pass a local directory that "
+            f"holds config.json, the safetensors and the tokenizer. Original error: {err}"
         ) from err
     return model, tokenizer

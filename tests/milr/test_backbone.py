@@ -106,6 +106,11 @@ def test_missing_checkpoint_is_a_clear_error_naming_it(tmp_path):
     assert "huggingface-cli download" in str(err.value)
 
 
+def test_a_missing_hub_checkpoint_names_its_own_download_command():
+    with pytest.raises(CheckpointError, match=r"huggingface-cli download deepseek-community/Janus-Pro-1B`"):
+        JanusBackbone("deepseek-community/Janus-Pro-1B", device="cpu")  # HF_HUB_OFFLINE=1: nothing is fetched
+
+
 def test_backbone_is_frozen(tiny):
     assert not any(p.requires_grad for p in tiny.model.parameters())
     assert not tiny.model.training
