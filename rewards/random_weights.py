@@ -13,6 +13,7 @@ scores mean nothing.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -104,24 +105,45 @@ def write_mask2former(path: Path, model: Mask2FormerForUniversalSegmentation, pr
     return path
 
 
+@dataclass(frozen=True)
+class GenEvalShapes:
+    """One size of GenEval's two models, and the detector input the reward config asks for."""
+
+    swin: dict[str, Any]
+    head: dict[str, Any]  # Mask2Former head options beyond ``Mask2FormerConfig``'s defaults
+    processor_size: dict[str, int]  # the detector checkpoint's image processor: shortest / longest edge
+    clip_text: dict[str, Any]
+    clip_vision: dict[str, Any]
+    projection_dim: int
+    detector_size: list[int] | None = None  # None: the reward's default (mmdet's 800 / 1333)
+
+
+GENEVAL_SHAPES: dict[str, GenEvalShapes] = {
+    "real": GenEvalShapes(
+        SWIN_S, {}, {"shortest_edge": 800, "longest_edge": 1333}, CLIP_L14["text"], CLIP_L14["vision"], CLIP_L14["projection_dim"]
+    ),
+    # stage-4 features of at least 2×2 at a 64 px detector input: GroupNorm needs more than one value
+    "tiny": GenEvalShapes(
+        TINY_SWIN, TINY_MASK2FORMER_HEAD, {"shortest_edge": 32, "longest_edge": 48},
+        TINY_LAYER, dict(TINY_LAYER, image_size=32, patch_size=16), 16, detector_size=[64, 96],
+    ),  # fmt: skip
+}
+
+
 def write_geneval(out: Path, size: Size = "real", seed: int = 0) -> Path:
     """GenEval's detector and colour classifier under ``out``, plus ``out/geneval.yaml``, the
     reward config that points ``rewards.geneval.GenEvalReward`` at them. Returns the YAML path."""
-    real = size == "real"
+    shapes = GENEVAL_SHAPES[size]
     detector, clip = out / "mask2former", out / "clip"
-    model = mask2former_model(SWIN_S, {}, seed) if real else mask2former_model(TINY_SWIN, TINY_MASK2FORMER_HEAD, seed)
-    write_mask2former(detector, model, {"shortest_edge": 800, "longest_edge": 1333} if real else {"shortest_edge": 32, "longest_edge": 48})
-    if real:
-        write_clip(clip, CLIP_L14["text"], CLIP_L14["vision"], CLIP_L14["projection_dim"], seed)
-    else:
-        write_clip(clip, TINY_LAYER, dict(TINY_LAYER, image_size=32, patch_size=16), 16, seed)
+    write_mask2former(detector, mask2former_model(shapes.swin, shapes.head, seed), shapes.processor_size)
+    write_clip(clip, shapes.clip_text, shapes.clip_vision, shapes.projection_dim, seed)
     config = out / "geneval.yaml"
     config.write_text(
         f"# GenEval reward with RANDOM weights at {size} shapes (python -m rewards.random_weights): for timing\n"
         "# and memory only, its scores mean nothing. Use: python -m milr.bench --reward-config <this file>\n"
         "model:\n  reward:\n    class_path: rewards.geneval.GenEvalReward\n    init_args:\n"
         f"      detector: {detector.resolve()}\n      clip_model: {clip.resolve()}\n"
-        + ("" if real else "      detector_size: [64, 96]  # stage-4 features of at least 2×2 (GroupNorm needs >1 value)\n")
+        + (f"      detector_size: {shapes.detector_size}\n" if shapes.detector_size else "")
     )
     return config
 

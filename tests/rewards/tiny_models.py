@@ -39,13 +39,14 @@ from transformers.models.grounding_dino.image_processing_pil_grounding_dino impo
 from rewards.geneval import OBJECT_NAMES
 from rewards.random_weights import (
     TINY_LAYER as LAYER,
-    TINY_MASK2FORMER_HEAD,
-    TINY_SWIN,
+    GENEVAL_SHAPES,
     mask2former_model,
     random_model,
     write_clip,
     write_mask2former,
 )
+
+TINY = GENEVAL_SHAPES["tiny"]
 
 #: vocabulary size of the tiny BERT-style tokenizer; Grounding DINO hard-codes BERT's ids of
 #: [CLS] 101, [SEP] 102, "." 1012 and "?" 1029, so the tiny vocabulary keeps those slots
@@ -82,7 +83,7 @@ def tiny_bert_tokenizer(path: Path) -> BertTokenizerFast:
 # --------------------------------------------------------------------------- checkpoints
 def tiny_clip(path: Path, image_size: int = 32, patch_size: int = 16, seed: int = 0) -> Path:
     """CLIPModel (77 text positions, ``image_size`` px square images, 16-d projection)."""
-    return write_clip(path, LAYER, dict(LAYER, image_size=image_size, patch_size=patch_size), 16, seed)
+    return write_clip(path, TINY.clip_text, dict(TINY.clip_vision, image_size=image_size, patch_size=patch_size), TINY.projection_dim, seed)
 
 
 def tiny_mask2former(path: Path, always: Optional[str] = None, seed: int = 0) -> Path:
@@ -91,7 +92,7 @@ def tiny_mask2former(path: Path, always: Optional[str] = None, seed: int = 0) ->
     ``always``: every query detects this GenEval class with probability ~1 and a mask covering
     the whole image, so the GenEval rules have a known outcome.
     """
-    model = mask2former_model(TINY_SWIN, TINY_MASK2FORMER_HEAD, seed)
+    model = mask2former_model(TINY.swin, TINY.head, seed)
     if always is not None:
         with torch.no_grad():
             model.class_predictor.weight.zero_()
@@ -103,7 +104,7 @@ def tiny_mask2former(path: Path, always: Optional[str] = None, seed: int = 0) ->
             ):
                 layer.weight.zero_()
                 layer.bias.fill_(1.0)
-    return write_mask2former(path, model, {"shortest_edge": 32, "longest_edge": 48})
+    return write_mask2former(path, model, TINY.processor_size)
 
 
 def tiny_blip(path: Path, seed: int = 0) -> Path:
