@@ -2,16 +2,22 @@
 ``--config configs/janus_pro_7b_geneval.yaml --data.path <file> --output_dir out/`` the real thing.
 
 LightningCLI builds the backbone (loaded once), the reward, the prompt DataModule and the
-Trainer from YAML; this file only wires the output writer, TensorBoard and resume.
+Trainer from YAML; this file only wires the output writer, TensorBoard and resume, and checks
+the options before anything heavy is built: a user error exits with status 2 and one line.
 A re-run with the same ``--output_dir`` skips prompts whose outputs are complete.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from argparse import ArgumentError
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from rich.console import Console
@@ -21,19 +27,38 @@ from callbacks.image_logger import TensorBoardImageLogger
 from callbacks.progress import PromptProgressBar
 from callbacks.timing import StepTimer
 from callbacks.writer import OutputWriter, atomic_write, completed
-from data.datamodule import MILRDataModule
+from data.datamodule import MILRDataModule, load_range
 from milr.api import ignore_known_warnings
-from milr.module import TRAINER_DEFAULTS, MILRModule
+from milr.backbone import CheckpointError, check_checkpoint
+from milr.help import option_help
+from milr.module import TRAINER_DEFAULTS, MILRModule, check_options
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+HELP_FLAGS = ("-h", "--help")
+#: packages whose own warnings and info logs a normal run hides (``--verbose`` shows them)
+OUR_PACKAGES = ("milr", "rewards", "data", "callbacks", "train_free_runner", "__main__")
+
+
+class UsageError(Exception):
+    """A mistake in the options or the prompt source: reported as one line, exit status 2."""
 
 
 class MILRCLI(LightningCLI):
-    """LightningCLI plus ``--output_dir``; the batch size is shared by data and model."""
+    """LightningCLI plus ``--output_dir`` and ``--verbose``; the batch size is shared by data and
+    model; the options are checked before any class is built."""
+
+    show_help = False  # set by ``main`` for -h/--help: MILR's options with the config's values
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--output_dir", type=str, default="out/demo", help="where images, traces and logs go")
+        parser.add_argument("--verbose", action="store_true", help="show Lightning's info lines and third-party warnings")
         parser.link_arguments("data.batch_size", "model.batch_size")
+
+    def before_instantiate_classes(self) -> None:
+        if self.show_help:
+            Console().print(option_help(self.config, DEMO_CONFIG))
+            raise SystemExit(0)
+        check_config(self.config)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         out = Path(self.config_init["output_dir"])
@@ -47,14 +72,86 @@ class MILRCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
 
+def _checked(option: str, check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one of the packages' own checks; its ``ValueError`` / ``FileNotFoundError`` becomes a
+    ``UsageError`` that names ``option``."""
+    try:
+        return check(*args, **kwargs)
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        message = str(err)
+        raise UsageError(message if message.startswith(("model.", "data.", option)) else f"{option}: {message}") from None
+
+
+def check_output_dir(path: str) -> None:
+    """``--output_dir`` must be a folder milr can write (or create) — checked without writing into it."""
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output_dir {path} is a file, not a folder: give a folder (it is created if missing)")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--output_dir {path}: {parent} is a file, so the folder cannot be created; give another path")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise UsageError(f"--output_dir {path} is not writable ({parent}: {err.strerror}); give a folder you can write") from None
+
+
+def check_config(config: Any) -> None:
+    """Every option and the prompt source, before the backbone, the reward or the Trainer exists."""
+    model, data = config.model, config.data
+    if data.batch_size < 1:
+        raise UsageError(f"data.batch_size must be >= 1 (prompts optimised at once), got {data.batch_size}")
+    _checked(
+        "model.", check_options, prefix="model.", mode=model.mode, text_ratio=model.text_ratio,
+        image_ratio=model.image_ratio, lr=model.lr, max_steps=model.max_steps, reward_threshold=model.reward_threshold,
+        estimator=model.estimator, samples_per_step=model.samples_per_step, batch_size=data.batch_size,
+    )
+    if data.start < 0:
+        raise UsageError(f"data.start must be >= 0, got {data.start}")
+    if (data.path is None) == (data.prompts is None):
+        raise UsageError("give exactly one prompt source: --data.path <file> or --data.prompts '[...]'")
+    _checked("data.path" if data.prompts is None else "data.prompts", load_range,
+             data.path, data.prompts, data.format, data.start, data.end, data.max_chars)
+    _checked("model.backbone.name_or_path", check_checkpoint, model.backbone.init_args.name_or_path)
+    check_output_dir(config.output_dir)
+
+
 def _given(args: list[str], flag: str) -> bool:
     return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def _config_files(args: list[str]) -> list[str]:
+    files = []
+    for i, a in enumerate(args):
+        if a in ("-c", "--config") and i + 1 < len(args):
+            files.append(args[i + 1])
+        elif a.startswith("--config="):
+            files.append(a.split("=", 1)[1])
+    return files
+
+
+def _is_reward_fragment(path: str) -> bool:
+    """A YAML that only sets ``model.reward`` (as in configs/rewards/)."""
+    try:
+        node = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # jsonargparse reports unreadable configs itself
+    return isinstance(node, dict) and set(node) == {"model"} and isinstance(node["model"], dict) and set(node["model"]) == {"reward"}
 
 
 def with_defaults(args: list[str]) -> list[str]:
     """No ``--config`` given: run the embedded tiny demo. A prompt source on the command line
     (``--data.path`` or ``--data.prompts``) replaces the one in the config instead of clashing with it."""
-    if not _given(args, "--config"):
+    files = _config_files(args)
+    if files and all(_is_reward_fragment(f) for f in files):
+        raise UsageError(
+            f"{files[0]} only sets the reward: add a main config first, e.g. "
+            f"--config configs/janus_pro_7b_geneval.yaml --config {files[0]}"
+        )
+    if not files:
         args = ["--config", str(DEMO_CONFIG), *args]
     for flag, other in (("--data.path", "--data.prompts"), ("--data.prompts", "--data.path")):
         if _given(args, flag) and not _given(args, other):
@@ -62,24 +159,44 @@ def with_defaults(args: list[str]) -> list[str]:
     return args
 
 
-def main(args: list[str] | None = None) -> dict[str, Any]:
+def quiet(verbose: bool) -> None:
+    """A normal run prints milr's own output only: Lightning's info lines ("GPU available", "Seed
+    set", ...) and warnings raised outside our packages come back with ``--verbose``."""
     ignore_known_warnings()
-    cli = MILRCLI(
-        MILRModule,
-        MILRDataModule,
-        run=False,
-        save_config_callback=None,
-        auto_configure_optimizers=False,
-        trainer_defaults=TRAINER_DEFAULTS,
-        args=with_defaults(sys.argv[1:] if args is None else list(args)),
-    )
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(level)
+    if not verbose:
+        warnings.filterwarnings("ignore", module=rf"(?!({'|'.join(OUR_PACKAGES)})(\.|$))")
+
+
+def main(args: list[str] | None = None) -> dict[str, Any]:
+    args = list(sys.argv[1:] if args is None else args)
+    MILRCLI.show_help = any(a in HELP_FLAGS for a in args)
+    args = ["--help" if a == "--help-all" else a for a in args if a not in HELP_FLAGS]
+    quiet("--verbose" in args)
+    try:
+        cli = MILRCLI(
+            MILRModule,
+            MILRDataModule,
+            run=False,
+            save_config_callback=None,
+            auto_configure_optimizers=False,
+            trainer_defaults=TRAINER_DEFAULTS,
+            parser_kwargs={"exit_on_error": False},
+            args=with_defaults(args),
+        )
+    except (UsageError, ArgumentError) as err:
+        hint = " (see --help)" if isinstance(err, ArgumentError) else ""
+        Console(stderr=True).print(f"[bold red]error:[/] {' '.join(str(err).split())}{hint}", highlight=False, soft_wrap=True, markup=True)
+        raise SystemExit(2) from None
     out = Path(cli.config["output_dir"])
     atomic_write(out / "config.yaml", cli.parser.dump(cli.config, skip_none=False))
     done = completed(out)
     cli.datamodule.skip(done)
     console = Console()
     if done:
-        console.print(f"[bold]resume:[/] {len(done)} prompts already complete in {out}, skipping them")
+        console.print(f"[bold]resume:[/] {len(done)} prompt{'s' if len(done) != 1 else ''} already complete in {out}, skipping")
     cli.datamodule.setup("fit")
     if cli.datamodule.stream.exhausted:
         console.print("nothing to do: every prompt is complete")

@@ -8,7 +8,7 @@ from typing import Any
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import ProgressBar
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 class PromptProgressBar(ProgressBar):
@@ -38,19 +38,23 @@ class PromptProgressBar(ProgressBar):
         running = pl_module.active()
         if self.progress is None:
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
                 TextColumn("{task.fields[info]}"), console=self.console, transient=False,
             )
             self.progress.start()
             total = finished + len(running) + getattr(batch, "pending", 0)
-            self._prompts = self.progress.add_task("prompts", total=total, info="")
-            self._steps = self.progress.add_task("steps", total=None, info="")
+            self._prompts = self.progress.add_task("prompts", total=total, info="", count="")
+            # the number of steps is not known in advance (prompts stop early): count them, no total
+            self._steps = self.progress.add_task("steps", total=None, info="", count="")
         rewards = " ".join(f"#{s.prompt.index}:{s.reward:.3f}@{s.step}" for s in running[:6])
-        self.progress.update(self._prompts, completed=finished, info=f"running {len(running)}")
-        self.progress.update(self._steps, completed=trainer.global_step, info=rewards)
+        total = self.progress.tasks[self._prompts].total
+        self.progress.update(self._prompts, completed=finished, info=f"running {len(running)}", count=f"{finished}/{total}")
+        self.progress.update(self._steps, completed=trainer.global_step, info=rewards, count=str(trainer.global_step))
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.progress is not None:
-            self.progress.update(self._prompts, completed=len(pl_module.finished))
+            finished = len(pl_module.finished)
+            total = self.progress.tasks[self._prompts].total
+            self.progress.update(self._prompts, completed=finished, count=f"{finished}/{total}")
             self.progress.stop()
             self.progress = None

@@ -21,6 +21,18 @@ from PIL import Image
 from milr.state import MILRResult
 
 RESULT_FILE = "result.json"
+RUNS_FILE = "runs.jsonl"  # one line per finished run: wall seconds, prompts written
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file under the process umask (0644 under 022);
+    ``mkstemp`` always makes 0600, which other users of a shared results folder cannot read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -29,6 +41,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
         os.replace(tmp, path)
@@ -69,6 +82,7 @@ def write_result(output_dir: Path, result: MILRResult) -> dict[str, Any]:
         "text": result.text,
         "initial_reward": result.initial_reward,
         "final_reward": result.final_reward,
+        "selected_reward": result.selected_reward,
         "best_reward": result.best_reward,
         "steps": result.steps,
         "stop_reason": result.stop_reason.value,
@@ -79,20 +93,27 @@ def write_result(output_dir: Path, result: MILRResult) -> dict[str, Any]:
 
 
 def summarize(output_dir: Path, seconds: float) -> dict[str, Any]:
-    """Means over every complete prompt in ``output_dir`` (this run and earlier, resumed ones)."""
+    """Means over every complete prompt in ``output_dir`` (this run and earlier, resumed ones).
+
+    ``seconds_this_run`` is this run's wall time; ``seconds_all_runs`` adds the runs logged in
+    ``runs.jsonl`` before it (the folder's total)."""
     records = [json.loads((prompt_dir(output_dir, i) / RESULT_FILE).read_text()) for i in sorted(completed(output_dir))]
     n = len(records)
 
     def mean(key: str) -> float | None:
         return sum(r[key] for r in records) / n if n else None
 
+    runs = output_dir / RUNS_FILE
+    earlier = sum(json.loads(line)["seconds"] for line in runs.read_text().splitlines()) if runs.is_file() else 0.0
     return {
         "prompts": n,
         "initial_reward_mean": mean("initial_reward"),
         "final_reward_mean": mean("final_reward"),
+        "selected_reward_mean": mean("selected_reward"),
         "best_reward_mean": mean("best_reward"),
         "mean_steps": mean("steps"),
-        "seconds": round(seconds, 3),
+        "seconds_this_run": round(seconds, 3),
+        "seconds_all_runs": round(earlier + seconds, 3),
     }
 
 
@@ -122,8 +143,13 @@ class OutputWriter(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # after the module's on_train_end, which finishes prompts still running
         self._flush(pl_module)
-        self.summary = summarize(self.output_dir, time.perf_counter() - self._start)
+        seconds = time.perf_counter() - self._start
+        self.summary = summarize(self.output_dir, seconds)
         atomic_write(self.output_dir / "summary.json", json.dumps(self.summary, indent=1))
+        runs = self.output_dir / RUNS_FILE
+        earlier = runs.read_text() if runs.is_file() else ""
+        line = json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 3), "prompts_written": len(self.written)})
+        atomic_write(runs, earlier + line + "\n")
 
     def state_dict(self) -> dict[str, Any]:
         return {"written": list(self.written)}

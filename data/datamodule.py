@@ -26,6 +26,24 @@ def _gather_indices(indices: list[int]) -> list[int]:
     return sorted(i for part in parts for i in part)
 
 
+def load_range(
+    path: str | None, prompts: list[str] | None, format: str, start: int, end: int | None, max_chars: int
+) -> list[Prompt]:
+    """The prompts of the source (a file or a list) with ``start <= index < end``; a file that
+    cannot be read, or a range with no prompt in it, is a ``ValueError`` naming the file (and line)."""
+    if prompts is not None:
+        source, loaded = "prompt list", load_prompt_list(prompts, max_chars=max_chars)
+    else:
+        source, loaded = path, load_prompts(path, format, max_chars=max_chars)
+    in_range = [p for p in loaded if start <= p.index < (float("inf") if end is None else end)]
+    if not in_range:
+        raise ValueError(
+            f"data.start={start}" + ("" if end is None else f" / data.end={end}") + f" selects no prompt of {source}: "
+            f"its indices run from {loaded[0].index} to {loaded[-1].index}"
+        )
+    return in_range
+
+
 class MILRDataModule(LightningDataModule):
     """Prompts for MILR: each rank optimises its own shard, ``batch_size`` prompts at a time.
 
@@ -33,7 +51,8 @@ class MILRDataModule(LightningDataModule):
         path: prompt file (text, GenEval .jsonl, T2I-CompBench ``*_val.txt``, WISE .json).
         prompts: prompts given directly instead of ``path``.
         format: file format; ``"auto"`` infers it from the file name.
-        start, end: keep prompts with ``start <= index < end`` (indices of the source file).
+        start: keep prompts with ``start <= index`` (indices of the source file, 0-based).
+        end: keep prompts with ``index < end`` (None: to the end of the file).
         batch_size: number of prompts optimised at once (the CLI links it to the model).
         max_chars: longer prompts are rejected at load time.
 
@@ -87,17 +106,7 @@ class MILRDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.stream is not None:  # Lightning calls setup once per fit/validate/...; keep progress
             return
-        if self.prompt_texts is not None:
-            source, prompts = "prompt list", load_prompt_list(self.prompt_texts, max_chars=self.max_chars)
-        else:
-            source, prompts = self.path, load_prompts(self.path, self.format, max_chars=self.max_chars)
-        end = float("inf") if self.end is None else self.end
-        in_range = [p for p in prompts if self.start <= p.index < end]
-        if not in_range:
-            raise ValueError(
-                f"{source}: no prompts with {self.start} <= index < {self.end} "
-                f"(indices run from {prompts[0].index} to {prompts[-1].index})"
-            )
+        in_range = load_range(self.path, self.prompt_texts, self.format, self.start, self.end, self.max_chars)
         rank, world_size = (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
         self._all_prompts = in_range[rank::world_size]
         self.stream = PromptStream([p for p in self._all_prompts if p.index not in self._skipped])

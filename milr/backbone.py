@@ -88,6 +88,18 @@ class JanusBackbone:
     ``JanusBackbone("deepseek-community/Janus-Pro-7B")`` loads real weights;
     ``JanusBackbone("tiny", seed=0, grid=8)`` builds the offline random model used by tests and
     the demo. All weights have ``requires_grad=False`` and the model is in eval mode.
+
+    Args:
+        name_or_path: ``deepseek-community/Janus-Pro-1B`` / ``-7B``, a local checkpoint folder, or ``tiny``.
+        dtype: weight dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bfloat16``, ``float16`` or ``float32``.
+        device: ``auto`` (CUDA when available, following LOCAL_RANK), ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seed of the tiny random model's weights (``tiny`` only).
+        grid: image-token grid side of the tiny model (``tiny`` only; images are 16·grid pixels).
+        max_think_tokens: think-text budget in tokens (greedy, stops at EOS; the reference: 512).
+        guidance_scale: classifier-free guidance weight of image sampling (the reference: 5.0).
+        temperature: image-token sampling temperature (the reference: 1.0).
+        static_cache: GPU fast path: a preallocated KV cache with fixed-shape decode steps.
+        compile: also ``torch.compile`` the decode step (implies ``static_cache``).
     """
 
     def __init__(
@@ -233,7 +245,7 @@ class JanusBackbone:
             start = mask.shape[1] - positions.shape[1]
             extra["cache_position"] = torch.arange(start, mask.shape[1], device=mask.device)
             mask = torch.nn.functional.pad(mask, (0, cache.layers[0].max_cache_len - mask.shape[1]))
-        out = lm(attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=cache is not None, **inputs, **extra)
+        out = lm(attention_mask=mask, position_ids=positions, cache=cache, use_cache=cache is not None, **inputs, **extra)
         return out.last_hidden_state
 
     # ------------------------------------------------------------------ think text
@@ -408,18 +420,35 @@ def _until_eos(tokens: list[int], eos_id: int) -> list[int]:
     return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
 
 
+def is_local_path(name_or_path: str) -> bool:
+    """A hub id is ``org/name`` (or a bare ``name``); anything else (``/…``, ``./…``, ``~/…``,
+    ``a/b/c``) or an existing path is a local folder."""
+    return name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or Path(name_or_path).expanduser().exists()
+
+
+def check_checkpoint(name_or_path: str) -> None:
+    """Refuse a local checkpoint folder that does not exist, before transformers turns it into a
+    confusing hub-id error."""
+    if name_or_path != TINY and is_local_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
+        raise CheckpointError(
+            f"checkpoint folder not found: {name_or_path} (give a folder holding config.json, the safetensors and the "
+            f"tokenizer — `huggingface-cli download deepseek-community/Janus-Pro-7B --local-dir {name_or_path}` makes one — "
+            "or a hub id such as deepseek-community/Janus-Pro-7B)"
+        )
+
+
 def _load_pretrained(name_or_path: str, dtype: torch.dtype):
     """Load a Janus checkpoint with transformers; a missing checkpoint is a clear error."""
     from transformers import AutoTokenizer
 
+    check_checkpoint(name_or_path)
     try:
         # SDPA: PyTorch's fused attention kernels (flash / memory-efficient on GPU)
         model = JanusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype, attn_implementation="sdpa")
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        local = name_or_path.startswith(("/", ".", "~")) or Path(name_or_path).expanduser().exists()
-        hub_id = "deepseek-community/Janus-Pro-7B" if local else name_or_path
+        hub_id = "deepseek-community/Janus-Pro-7B" if is_local_path(name_or_path) else name_or_path
         raise CheckpointError(
             f"Could not load the Janus checkpoint {name_or_path!r}"
             + (" (HF_HUB_OFFLINE=1, so nothing is downloaded)" if offline else "")

@@ -19,7 +19,7 @@ The frozen backbone is a plain attribute, not a submodule: ``parameters()`` and
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from lightning import LightningModule
@@ -50,6 +50,46 @@ def prompt_seed(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index) % (2**62)
 
 
+def check_options(
+    *,
+    mode: str,
+    text_ratio: float,
+    image_ratio: float,
+    lr: float,
+    max_steps: int,
+    reward_threshold: float | None,
+    estimator: str,
+    samples_per_step: int,
+    batch_size: int,
+    prefix: str = "",
+) -> None:
+    """Refuse option values MILR cannot run with, naming the option (``prefix`` + name, e.g.
+    ``model.text_ratio``) and the fix. Cheap, so the runner calls it before any model loads."""
+
+    def fail(name: str, problem: str) -> None:
+        raise ValueError(f"{prefix}{name} {problem}")
+
+    if mode not in ("text", "image", "both"):
+        fail("mode", f"must be 'text', 'image' or 'both', got {mode!r}")
+    for name, ratio in (("text_ratio", text_ratio), ("image_ratio", image_ratio)):
+        if not 0.0 <= ratio <= 1.0:
+            fail(name, f"must be in [0, 1] (the share of tokens whose latents are optimised; paper: 0.2 text, 0.02 image), got {ratio}")
+    if not lr >= 0:
+        fail("lr", f"must be >= 0 (paper: 0.03; 0 = re-sampling without updates), got {lr}")
+    if max_steps < 0:
+        fail("max_steps", f"must be >= 0 (0 = the initial generation only), got {max_steps}")
+    if reward_threshold is not None and not 0.0 <= reward_threshold <= 1.0:
+        fail("reward_threshold", f"must be in [0, 1] (rewards are in [0, 1]) or null, got {reward_threshold}")
+    if estimator not in ("reference", "rloo"):
+        fail("estimator", f"must be 'reference' or 'rloo', got {estimator!r}")
+    if samples_per_step < 1:
+        fail("samples_per_step", f"must be >= 1, got {samples_per_step}")
+    if estimator == "rloo" and samples_per_step < 2:
+        fail("samples_per_step", f"must be >= 2 with estimator 'rloo' (leave-one-out baseline), got {samples_per_step}")
+    if batch_size < 1:
+        fail("batch_size", f"must be >= 1, got {batch_size}")
+
+
 class MILRModule(LightningModule):
     """Test-time latent optimisation of Janus-Pro (MILR) for a stream of prompts.
 
@@ -57,8 +97,10 @@ class MILRModule(LightningModule):
         backbone: the frozen Janus model (``JanusBackbone``).
         reward: a ``rewards.Reward`` (or any ``(images, prompts) -> Tensor[B]`` in [0, 1]).
         mode: optimise the ``text`` latents, the ``image`` latents, or ``both``.
-        text_ratio / image_ratio: latent prefix = first ``floor(ratio · length)`` tokens.
-        lr / optimizer: Adam (reference) or SGD on the fp32 latents.
+        text_ratio: share of the think-text tokens whose latents are optimised (floor(ratio · length); paper 0.2).
+        image_ratio: share of the image tokens whose latents are optimised (paper 0.02 → 11 of 576).
+        lr: learning rate on the fp32 latents (paper 0.03).
+        optimizer: ``adam`` (the reference) or ``sgd``.
         max_steps: optimisation steps per prompt (rewards has at most ``max_steps + 1`` entries).
         reward_threshold: a prompt stops once its reward is strictly above this (None: never).
         estimator: ``reference`` (baseline 1, the paper) or ``rloo`` (leave-one-out baseline).
@@ -71,7 +113,7 @@ class MILRModule(LightningModule):
     def __init__(
         self,
         backbone: JanusBackbone,
-        reward: Reward,
+        reward: Reward | Callable[[list, list], Any],
         mode: Mode = "both",
         text_ratio: float = 0.2,
         image_ratio: float = 0.02,
@@ -86,12 +128,10 @@ class MILRModule(LightningModule):
         batch_size: int = 1,
     ) -> None:
         super().__init__()
-        if mode not in ("text", "image", "both"):
-            raise ValueError(f"mode must be 'text', 'image' or 'both', got {mode!r}")
-        if estimator == "rloo" and samples_per_step < 2:
-            raise ValueError("estimator='rloo' needs samples_per_step >= 2 (leave-one-out baseline)")
-        if samples_per_step < 1 or batch_size < 1 or max_steps < 0:
-            raise ValueError("samples_per_step and batch_size must be >= 1, max_steps >= 0")
+        check_options(
+            mode=mode, text_ratio=text_ratio, image_ratio=image_ratio, lr=lr, max_steps=max_steps,
+            reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step, batch_size=batch_size,
+        )
         self.save_hyperparameters(ignore=["backbone", "reward"])
         self.backbone = backbone
         self.reward = as_reward(reward)
@@ -175,7 +215,8 @@ class MILRModule(LightningModule):
             image=chosen.image,
             text=chosen.text,
             rewards=state.rewards,
-            final_reward=chosen.reward,
+            final_reward=state.reward,
+            selected_reward=chosen.reward,
             best_reward=state.best.reward,
             steps=state.step,
             stop_reason=state.stop_reason,

@@ -99,7 +99,8 @@ class MILRResult:
     image: Image.Image
     text: str
     rewards: list[float]  # one per step; index 0 = the initial generation
-    final_reward: float  # reward of the returned image
+    final_reward: float  # reward of the last step (a prompt stopped by its threshold: the one over it)
+    selected_reward: float  # reward of the returned image (= best_reward with select="best")
     best_reward: float
     steps: int  # optimisation steps taken
     stop_reason: StopReason

@@ -205,7 +205,7 @@ class SelfReward(Reward):
         inputs = self._inputs(images, questions)
         mask, positions = inputs["attention_mask"], inputs["position_ids"][:, -1:]
         cache = DynamicCache()
-        logits = model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = model(**inputs, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         done = torch.zeros(len(images), dtype=torch.bool, device=bb.device)
         tokens = []
         for step in range(self.max_new_tokens):
@@ -217,7 +217,7 @@ class SelfReward(Reward):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             positions = positions + 1
             logits = model(
-                input_ids=token[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+                input_ids=token[:, None], attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
             ).logits[:, -1]
         answers = []
         for row in torch.stack(tokens, dim=1).tolist():

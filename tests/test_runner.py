@@ -35,7 +35,11 @@ def test_demo_writes_the_geneval_layout_traces_summary_and_tensorboard(tmp_path)
         assert all({"reward", "text", "seconds"} <= set(t) for t in trace)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == summary and summary["prompts"] == 6
-    assert set(summary) == {"prompts", "initial_reward_mean", "final_reward_mean", "best_reward_mean", "mean_steps", "seconds"}
+    assert set(summary) == {
+        "prompts", "initial_reward_mean", "final_reward_mean", "selected_reward_mean", "best_reward_mean", "mean_steps",
+        "seconds_this_run", "seconds_all_runs",
+    }
+    assert summary["selected_reward_mean"] == summary["best_reward_mean"]  # select: best
     assert summary["best_reward_mean"] >= summary["initial_reward_mean"]
     assert "model:" in (tmp_path / "config.yaml").read_text()
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0, "images": 0}).Reload()

@@ -31,7 +31,7 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_only_prompts_with_a_result_file_count_as_complete(tmp_path):
     (tmp_path / "00000").mkdir()
-    (tmp_path / "00000" / "result.json").write_text('{"initial_reward": 0.1, "final_reward": 0.5, "best_reward": 0.5, "steps": 2}')
+    (tmp_path / "00000" / "result.json").write_text('{"initial_reward": 0.1, "final_reward": 0.4, "selected_reward": 0.5, "best_reward": 0.5, "steps": 2}')
     (tmp_path / "00001" / "samples").mkdir(parents=True)  # interrupted before result.json
     (tmp_path / "tensorboard").mkdir()
     assert completed(tmp_path) == {0}

@@ -181,7 +181,7 @@ def test_range_keeps_start_le_index_lt_end(prompt_file, start, end, expected):
 
 
 def test_range_past_the_end_is_an_error(prompt_file):
-    with pytest.raises(ValueError, match=r"prompts\.txt: no prompts with 10 <= index < None \(indices run from 0 to 9\)"):
+    with pytest.raises(ValueError, match=r"data\.start=10 selects no prompt of .*prompts\.txt: its indices run from 0 to 9"):
         setup_dm(path=str(prompt_file), start=10)
 
 

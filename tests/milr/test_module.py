@@ -3,6 +3,7 @@ precision, refill equivalence and the policy-gradient mechanics."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from lightning import Callback
@@ -116,10 +117,11 @@ def test_a_prompt_stops_on_its_own_threshold_while_the_other_continues(tiny):
 
 
 @pytest.mark.parametrize(("select", "expected"), [("best", 0.8), ("last", 0.3)])
-def test_select_best_or_last(tiny, select, expected):
+def test_select_best_or_last_and_final_reward_is_the_last_steps(tiny, select, expected):
     rec = Recorder()
     [result] = run(tiny, reward=ScriptedReward({0: [0.2, 0.8, 0.3]}), max_steps=2, select=select, callbacks=[rec])
-    assert result.final_reward == pytest.approx(expected) and result.best_reward == pytest.approx(0.8)
+    assert result.selected_reward == pytest.approx(expected) and result.best_reward == pytest.approx(0.8)
+    assert result.final_reward == pytest.approx(0.3)  # the last step's, whatever was selected
     step_images = {step: sample.image for (_, step, sample) in (s[0] for s in rec.scored)}
     assert result.image is step_images[1 if select == "best" else 2]
 
@@ -156,8 +158,9 @@ def test_plain_function_rewards_are_accepted(tiny):
 def test_batched_refill_gives_the_same_results_as_each_prompt_alone(tiny):
     """Continuous refill: 4 prompts through 2 slots (prompts stop at different steps) equal
     4 separate runs with the same per-prompt seeds. The tiny model in fp32 reproduces the
-    sampled tokens exactly; on other hardware batched kernels may differ by float rounding,
-    so rewards are compared to 1e-5."""
+    sampled tokens exactly; batched kernels (the VQ decoder's convolutions at another batch
+    size) may round differently, so rewards are compared to 1e-5 and pixels to one level of
+    255 — a different token would change whole patches."""
     reward = ScriptedReward({0: [0.1, 0.2, 0.95], 1: [0.1] * 9, 2: [0.99], 3: [0.1, 0.96]})
     kw = dict(max_steps=4, reward_threshold=0.9, seed=7)
     batched = run(tiny, PROMPTS, reward=reward, batch_size=2, **kw)
@@ -167,7 +170,8 @@ def test_batched_refill_gives_the_same_results_as_each_prompt_alone(tiny):
         alone += run(tiny, [milr.api.as_prompts(PROMPTS)[i]], reward=ScriptedReward(script), **kw)
     for b, a in zip(batched, alone):
         assert b.rewards == pytest.approx(a.rewards, abs=1e-5) and b.steps == a.steps and b.text == a.text
-        assert b.image.tobytes() == a.image.tobytes()
+        diff = np.abs(np.asarray(b.image, dtype=int) - np.asarray(a.image, dtype=int))
+        assert diff.max() <= 1, f"prompt {b.prompt.index}: images differ by up to {diff.max()} levels"
     assert [r.steps for r in batched] == [2, 4, 0, 1]
 
 
