@@ -26,12 +26,14 @@ def _not_an_advert(record: logging.LogRecord) -> bool:
 
 
 def ignore_known_warnings() -> None:
-    """Hide warnings no user can act on: Lightning 2.6 calls a pytree class torch 2.13 deprecates,
-    and LightningCLI warns when it gets ``args`` while ``sys.argv`` has some (the runner passes
+    """Hide warnings no user can act on: Lightning 2.6 calls a pytree class torch 2.13 deprecates
+    and jsonargparse APIs jsonargparse 4.53 deprecates, and LightningCLI warns when it gets ``args`` while ``sys.argv`` has some (the runner passes
     ``sys.argv`` itself, with the demo config put in front). Also drops the cloud-logger tip every
     Trainer prints: milr logs to TensorBoard."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    # Lightning 2.6's CLI calls jsonargparse APIs that jsonargparse 4.53 deprecates (add_instantiator, ...)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if _not_an_advert not in lightning_log.filters:
         lightning_log.addFilter(_not_an_advert)

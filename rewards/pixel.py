@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -41,7 +42,7 @@ def colour_words(text: str) -> list[str]:
 
 def raw_colour_score(image: Image.Image, colours: list[str]) -> float:
     """Negative mean distance of the image's mean RGB to each target colour, in [-1, 0]."""
-    pixels = torch.as_tensor(list(image.convert("RGB").getdata()), dtype=torch.float32)
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32).reshape(-1, 3))
     mean = pixels.mean(0)
     dists = [torch.linalg.vector_norm(mean - torch.tensor(COLOURS[c], dtype=torch.float32)) for c in colours]
     return -float(torch.stack(dists).mean()) / (255.0 * math.sqrt(3))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -11,7 +12,7 @@ from rewards.base import Reward, RewardOutput
 
 def mean_brightness(images: list[Image.Image], prompts: list[Prompt]) -> torch.Tensor:
     """A plain-function reward: mean pixel value in [0, 1]."""
-    return torch.tensor([sum(im.convert("L").getdata()) / (255.0 * im.width * im.height) for im in images])
+    return torch.tensor([float(np.asarray(im.convert("L"), dtype=np.float64).mean()) / 255.0 for im in images])
 
 
 class ConstantReward(Reward):

@@ -37,3 +37,19 @@ def test_only_prompts_with_a_result_file_count_as_complete(tmp_path):
     assert completed(tmp_path) == {0}
     summary = summarize(tmp_path, seconds=1.0)
     assert summary["prompts"] == 1 and summary["best_reward_mean"] == 0.5 and summary["mean_steps"] == 2
+
+
+def test_written_files_honour_the_umask_not_mkstemps_0600(tmp_path):
+    """Results folders are shared: under umask 022 a file is 0644 like any ``open()``-made file."""
+    import os
+
+    from callbacks import writer
+
+    old = os.umask(0o022)
+    try:
+        mode = writer._file_mode()
+    finally:
+        os.umask(old)
+    assert mode == 0o644
+    writer.atomic_write(tmp_path / "a.json", "{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == writer.FILE_MODE == 0o666 & ~old

@@ -138,7 +138,7 @@ def test_request_carries_model_settings_key_and_png_image(server, monkeypatch):
     url = user["content"][1]["image_url"]["url"]
     assert url.startswith("data:image/png;base64,")
     sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-    assert sent.format == "PNG" and list(sent.convert("RGB").getdata()) == list(img.getdata())
+    assert sent.format == "PNG" and sent.convert("RGB").tobytes() == img.convert("RGB").tobytes()
 
 
 def test_timeout_is_retried_then_succeeds(server, monkeypatch, sleeps):
