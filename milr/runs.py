@@ -20,6 +20,7 @@ from typing import Any, Optional
 import yaml
 
 RESULT_FILE = "result.json"
+OFFICIAL_DIR = "official"  # official/<benchmark>.json: a benchmark command's summary of the run (rewards.run_scores)
 
 
 @dataclass

@@ -18,10 +18,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 from PIL import Image, ImageOps
 
 from data.prompt import Prompt
-from milr.runs import PromptRun, Repeat, Run
+from milr.runs import OFFICIAL_DIR, PromptRun, Repeat, Run
 from rewards.base import RewardFn, score
 
-OFFICIAL_DIR = "official"
 T = TypeVar("T")
 
 

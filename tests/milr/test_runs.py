@@ -7,6 +7,7 @@ import json
 import pytest
 
 import train_free_runner
+from milr import report
 from milr.runs import read_run
 from tests.run_folders import FakePrompt, Step, fake_run
 
@@ -60,3 +61,6 @@ def test_the_real_runner_output_reads_back(tmp_path):
         assert r.sample.is_file() and r.initial.name == "initial.png" and 1 <= len(r.trace) <= 3
         assert r.selected_step is not None and r.selected_step["reward"] == r.selected_reward
         assert r.initial_text == r.trace[0]["text"] and r.initial_reward == r.trace[0]["reward"]
+    page = report.main([str(tmp_path)]).read_text()
+    assert page.count("<img ") == 12 and page.count("<polyline") == 2  # initial + selected of 6 prompts; two curves
+    assert "<td>ColorReward</td>" in page  # the reward class, read from config.yaml
