@@ -144,6 +144,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     elif args.benchmark == "t2i_compbench":
         written = export_t2i_compbench(run, args.out_dir)
         console.print(f"{len(written)} images in T2I-CompBench's layout under {args.out_dir} (--outpath of the evaluators)")
+        complex_repeats = {len(p.repeats) for p in run.prompts if p.metadata.get("category") == "complex"}
+        if complex_repeats - {10}:
+            console.print("[yellow]note:[/] 3_in_1.py assumes 10 images per prompt of complex_val.txt, in its order")
     else:
         written, rows = export_wise(run, args.out_dir, args.repeat)
         console.print(f"{len(written)} images as <prompt_id>.png in {args.out_dir} (gpt_eval.py --image_dir)")

@@ -82,14 +82,9 @@ def official_metric(benchmark: str) -> Metric:
     return lambda view, key, repeat: view.official_score(benchmark, key, repeat.index)
 
 
-def per_prompt(view: RunView, metric: Metric) -> dict[str, float]:
-    """Each prompt's mean over its repeats, for prompts where every repeat has the metric."""
-    out = {}
-    for prompt in view.run.prompts:
-        value = mean([metric(view, prompt.key, r) for r in prompt.repeats])
-        if value is not None:
-            out[prompt.key] = value
-    return out
+def per_repeat(view: RunView, metric: Metric) -> dict[str, dict[int, Optional[float]]]:
+    """``{key: {repeat: value}}`` (``None`` where the run did not record it)."""
+    return {p.key: {r.index: metric(view, p.key, r) for r in p.repeats} for p in view.run.prompts}
 
 
 def bootstrap(diffs: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[Optional[float], Optional[float]]:
@@ -102,9 +97,16 @@ def bootstrap(diffs: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[
 
 
 def paired(base: RunView, other: RunView, metric: Metric, resamples: int) -> dict[str, Any]:
-    a, b = per_prompt(base, metric), per_prompt(other, metric)
-    keys = [k for k in a if k in b]
-    diffs = np.array([b[k] - a[k] for k in keys], dtype=float)
+    """Per prompt both runs finished: the mean over their common repeats (same seeds) of the
+    difference; a prompt with a value missing on either side is left out, not filled in."""
+    a, b = per_repeat(base, metric), per_repeat(other, metric)
+    per_prompt = {}
+    for key in a.keys() & b.keys():
+        pairs = [(a[key][r], b[key][r]) for r in sorted(a[key].keys() & b[key].keys())]
+        if pairs and all(x is not None and y is not None for x, y in pairs):
+            per_prompt[key] = sum(y - x for x, y in pairs) / len(pairs)
+    keys = sorted(per_prompt)
+    diffs = np.array([per_prompt[k] for k in keys], dtype=float)
     low, high = bootstrap(diffs, resamples)
     return {"n": len(keys), "diff": float(diffs.mean()) if len(keys) else None, "low": low, "high": high}
 
@@ -351,7 +353,7 @@ def render_html(views: Sequence[RunView], resamples: int, limit: Optional[int]) 
     parts += ["<h2>Cost per prompt (mean over prompts and repeats)</h2>", html_table(*cost_table(views))]
     if len(views) > 1:
         parts += [f"<h2>Paired differences against {html.escape(views[0].label)}</h2>",
-                  "<p class='sub'>per prompt (mean over its repeats), over the prompts both runs finished; percentile bootstrap over prompts, "
+                  "<p class='sub'>per prompt (mean over the repeats both runs have), over the prompts both runs finished; percentile bootstrap over prompts, "
                   f"{resamples} resamples</p>", html_table(*paired_table(views, resamples))]
     best = [(v.label, curves(v)[0]) for v in views]
     step = [(v.label, curves(v)[1]) for v in views]

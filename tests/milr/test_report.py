@@ -89,3 +89,14 @@ def test_the_page_loads_in_headless_chromium_with_every_image_and_curve(runs, tm
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", *flags, f"--screenshot={shot}", "--window-size=1400,1800", page.as_uri()], capture_output=True, timeout=120)
     assert shot.stat().st_size > 10_000
+
+
+def test_pairs_are_the_repeats_both_runs_have_and_prompts_missing_a_value_are_left_out(tmp_path):
+    def prompt(key, rewards, monitors=None):
+        return FakePrompt(key, {"prompt": key}, [[Step(r)] for r in rewards], monitors=monitors)
+
+    a = report.load(fake_run(tmp_path / "a", [prompt("p1", [0.2, 0.9]), prompt("p2", [0.5]), prompt("p3", [0.1])]))
+    b = report.load(fake_run(tmp_path / "b", [prompt("p1", [0.4]), prompt("p2", [0.5], [{"clip": {"initial": 0.1, "selected": 0.2}}]), prompt("p4", [0.3])]))
+    p = report.paired(a, b, report.reward_metric, resamples=100)
+    assert p["n"] == 2 and p["diff"] == pytest.approx((0.2 + 0.0) / 2)  # p1 pairs repeat 0 only; p3/p4 unpaired
+    assert report.paired(a, b, report.monitor_metric("clip"), 100)["n"] == 0  # a has no monitor: nothing made up
