@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from milr import report
 from rewards import wise
@@ -100,3 +102,12 @@ def test_pairs_are_the_repeats_both_runs_have_and_prompts_missing_a_value_are_le
     p = report.paired(a, b, report.reward_metric, resamples=100)
     assert p["n"] == 2 and p["diff"] == pytest.approx((0.2 + 0.0) / 2)  # p1 pairs repeat 0 only; p3/p4 unpaired
     assert report.paired(a, b, report.monitor_metric("clip"), 100)["n"] == 0  # a has no monitor: nothing made up
+
+
+def test_large_images_are_embedded_as_thumbnails_and_missing_ones_say_so(tmp_path):
+    Image.new("RGB", (384, 384), (10, 200, 30)).save(tmp_path / "big.png")
+    uri = report.data_uri(tmp_path / "big.png")
+    assert uri.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as thumb:
+        assert thumb.size == (256, 256)
+    assert report.data_uri(tmp_path / "absent.png") is None and "n/a" in report.figure(None, "initial")
