@@ -7,8 +7,9 @@ import json
 import pytest
 
 import train_free_runner
-from milr import report
+from milr import export, report
 from milr.runs import read_run
+from tests.milr.test_export import compbench_listing
 from tests.run_folders import FakePrompt, Step, fake_run
 
 
@@ -51,7 +52,7 @@ def test_missing_fields_are_none_and_bad_folders_are_clear_errors(tmp_path):
         read_run(tmp_path / "run" / "00000" / "samples")
 
 
-def test_the_real_runner_output_reads_back(tmp_path):
+def test_the_real_runner_output_reads_back_exports_and_reports(tmp_path):
     train_free_runner.main(["--output_dir", str(tmp_path), "--model.max_steps", "2", "--model.reward.init_args.calibration_samples", "16",
                             "--trainer.enable_progress_bar", "false"])
     run = read_run(tmp_path)
@@ -61,6 +62,8 @@ def test_the_real_runner_output_reads_back(tmp_path):
         assert r.sample.is_file() and r.initial.name == "initial.png" and 1 <= len(r.trace) <= 3
         assert r.selected_step is not None and r.selected_step["reward"] == r.selected_reward
         assert r.initial_text == r.trace[0]["text"] and r.initial_reward == r.trace[0]["reward"]
+    export.export_t2i_compbench(run, tmp_path / "compbench")
+    assert [text for _, text, _ in compbench_listing(str(tmp_path / "compbench"))] == [p.text for p in run.prompts]
     page = report.main([str(tmp_path)]).read_text()
     assert page.count("<img ") == 12 and page.count("<polyline") == 2  # initial + selected of 6 prompts; two curves
     assert "<td>ColorReward</td>" in page  # the reward class, read from config.yaml
