@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from argparse import ArgumentError
 import tempfile
 import warnings
+from argparse import ArgumentError
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from lightning.pytorch.cli import LightningCLI
@@ -52,6 +52,13 @@ class MILRCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--output_dir", type=str, default="out/demo", help="where images, traces and logs go")
         parser.add_argument("--verbose", action="store_true", help="show Lightning's info lines and third-party warnings")
+        parser.add_argument(
+            "--tensorboard_root",
+            type=Optional[str],
+            default=None,
+            help="log TensorBoard to <root>/<output_dir's name>, so `tensorboard --logdir <root>` overlays runs "
+            "(default: <output_dir>/tensorboard)",
+        )
         parser.link_arguments("data.batch_size", "model.batch_size")
 
     def before_instantiate_classes(self) -> None:
@@ -63,7 +70,7 @@ class MILRCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         out = Path(self.config_init["output_dir"])
         if config.get("logger") in (None, True):
-            config["logger"] = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False)
+            config["logger"] = tensorboard_logger(out, self.config_init.get("tensorboard_root"))
         given = {type(c) for c in (config.get("callbacks") or []) + callbacks}
         defaults = [OutputWriter(out), StepTimer(), TensorBoardImageLogger()]
         if config.get("enable_progress_bar") is not False:
@@ -117,6 +124,20 @@ def check_config(config: Any) -> None:
              data.path, data.prompts, data.format, data.start, data.end, data.max_chars)
     _checked("model.backbone.name_or_path", check_checkpoint, model.backbone.init_args.name_or_path)
     check_output_dir(config.output_dir)
+
+
+def tensorboard_logger(out: Path, root: Optional[str]) -> TensorBoardLogger:
+    """``<out>/tensorboard``, or ``<root>/<out's name>``: one folder per run under a common root.
+    That folder remembers its run, so a second run of the same name cannot mix its curves in."""
+    if root is None:
+        return TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False)
+    folder, owner = Path(root) / out.name, str(out.resolve())
+    marker = folder / "output_dir.txt"
+    if marker.is_file() and marker.read_text().strip() != owner:
+        raise UsageError(f"--tensorboard_root: {folder} already logs the run in {marker.read_text().strip()}; give this run another --output_dir name")
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(owner + "\n")
+    return TensorBoardLogger(save_dir=str(root), name=out.name, version="", default_hp_metric=False)
 
 
 def _given(args: list[str], flag: str) -> bool:

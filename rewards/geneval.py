@@ -13,12 +13,13 @@ Colour is classified exactly where GenEval classifies it: for each colour clause
 
 Also a command line evaluator for a folder in GenEval's layout:
 ``python -m rewards.geneval <image_folder> --out results.jsonl`` writes the official
-``results.jsonl`` rows and prints the official summary.
+``results.jsonl`` rows and prints the official summary. On a run folder it scores the
+selected image of every repeat and also writes ``official/geneval.json`` (``rewards.run_scores``);
+``--from_details`` reads the verdicts the run's own GenEval reward stored, with no model.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -27,9 +28,10 @@ from typing import Any, Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
 from data.prompt import Prompt
+from milr.runs import RESULT_FILE, Run, read_run
 from rewards.base import Reward, RewardOutput, register
 from rewards.geneval_rules import (
     COLORS,
@@ -48,10 +50,11 @@ from rewards.geneval_rules import (
 )
 from rewards.hub import load_pretrained
 from rewards.mask2former import Instances, Mask2FormerDetector
+from rewards.run_scores import ImageScore, OfficialScore, add_scoring_arguments, reward_from_args, run_details, score_batches
 
 __all__ = [  # the rules are re-exported: ``rewards.geneval.judge`` / ``Detection`` are the public API
     "COLORS", "OBJECT_NAMES", "TASKS", "Detection", "Rules", "Verdict", "judge", "summarize",
-    "ColorClassifier", "GenEvalReward", "color_crop", "evaluate_folder", "find_samples", "main", "print_summary",
+    "ColorClassifier", "GenEvalReward", "color_crop", "evaluate_folder", "evaluate_run", "find_samples", "main", "print_summary",
     "read_object_names",
 ]
 
@@ -279,33 +282,39 @@ def find_samples(folder: str) -> list[tuple[str, dict]]:
     return samples
 
 
+def _row(path: str, meta: dict, info: dict) -> dict:
+    """One ``results.jsonl`` row (evaluate_images.py's fields)."""
+    return {
+        "filename": path,
+        "tag": meta["tag"],
+        "prompt": meta["prompt"],
+        "correct": info["correct"],
+        "reason": info["reason"],
+        "metadata": json.dumps(meta),
+        "details": json.dumps(info["detections"]),
+    }
+
+
 def evaluate_folder(reward: GenEvalReward, folder: str, batch_size: int = 8) -> list[dict]:
     """Official ``results.jsonl`` rows for every sample of ``folder``."""
-    from rich.progress import track
 
-    samples = find_samples(folder)
-    rows = []
-    batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
-    for batch in track(batches, description="GenEval", disable=not batches):
-        images = []
-        for path, _ in batch:
-            with Image.open(path) as file:
-                images.append(ImageOps.exif_transpose(file).convert("RGB"))
-        prompts = [Prompt(meta["prompt"], int(Path(path).parent.parent.name), meta) for path, meta in batch]
-        out = reward.evaluate(images, prompts)
-        for (path, meta), info in zip(batch, out.details):
-            rows.append(
-                {
-                    "filename": path,
-                    "tag": meta["tag"],
-                    "prompt": meta["prompt"],
-                    "correct": info["correct"],
-                    "reason": info["reason"],
-                    "metadata": json.dumps(meta),
-                    "details": json.dumps(info["detections"]),
-                }
-            )
-    return rows
+    def load(sample: tuple[str, dict]) -> tuple[str, Prompt]:
+        path, meta = sample
+        return path, Prompt(meta["prompt"], int(Path(path).parent.parent.name), meta)
+
+    scored = score_batches(reward, find_samples(folder), load, batch_size, "GenEval")
+    return [_row(path, meta, info) for (path, meta), _, info in scored]
+
+
+def evaluate_run(run: Run, reward: Optional[GenEvalReward], batch_size: int = 8) -> tuple[list[dict], OfficialScore]:
+    """Rows and official summary of every selected image of a run folder: re-scored by
+    ``reward``, or (``reward=None``) read from the details the run's GenEval reward stored."""
+    scored, source = run_details(run, reward, "GenEval", ("tag", "correct", "reason", "detections"), batch_size)
+    rows = [_row(str(r.sample), p.metadata, d) for p, r, d in scored]
+    summary = summarize(rows)
+    images = [ImageScore(p.key, r.index, p.metadata["tag"], float(bool(d["correct"]))) for p, r, d in scored]
+    groups = {tag: {"score": c / n, "n": n} for tag, (c, n) in summary.tasks.items()}
+    return rows, OfficialScore("geneval", source, groups, summary.overall, images)
 
 
 def print_summary(summary: Summary, console: Any = None) -> None:
@@ -328,19 +337,23 @@ def print_summary(summary: Summary, console: Any = None) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> Summary:
-    """``python -m rewards.geneval <image_folder> --out results.jsonl [reward options]``."""
+    """``python -m rewards.geneval <image_folder> --out results.jsonl [--from_details] [reward options]``."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(prog="python -m rewards.geneval", description="GenEval evaluation of a folder of generated images.")
-    parser.add_argument("image_folder", type=str, help="folder in GenEval's layout (<index:05d>/metadata.jsonl, samples/*.png)")
+    parser.add_argument("image_folder", type=str, help="a run folder, or a folder in GenEval's layout (<index:05d>/metadata.jsonl, samples/*.png)")
     parser.add_argument("--out", type=str, default="results.jsonl", help="where to write results.jsonl")
-    parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch_size", type=int, default=8, help="images per detector/CLIP batch")
-    parser.add_class_arguments(GenEvalReward, None)
+    add_scoring_arguments(parser, GenEvalReward)
     args = parser.parse_args(argv)
-    reward = GenEvalReward(**{name: getattr(args, name) for name in inspect.signature(GenEvalReward).parameters})
-    reward.setup(device=args.device)
-    rows = evaluate_folder(reward, args.image_folder, args.batch_size)
+    is_run = any(Path(args.image_folder).glob(f"*/{RESULT_FILE}"))
+    if args.from_details and not is_run:
+        raise ValueError(f"--from_details needs a run folder; {args.image_folder} has no */{RESULT_FILE}")
+    reward = reward_from_args(GenEvalReward, args)
+    if is_run:
+        rows, official = evaluate_run(read_run(args.image_folder), reward, args.batch_size)
+        official.write(Path(args.image_folder))
+    else:
+        rows = evaluate_folder(reward, args.image_folder, args.batch_size)
     if os.path.dirname(args.out):
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fp:

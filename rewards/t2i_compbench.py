@@ -34,6 +34,11 @@ Numeracy (``new_objects.txt``) and complex (``complex_val_spatial.txt``,
 ``complex_val_action.txt``) read the official ``examples/dataset`` files from ``data_dir``;
 by default the copy bundled in ``data/benchmarks/t2i_compbench``. The MILR authors return
 ``score - 1`` in [-1, 0]; this reward returns the score in [0, 1].
+
+``python -m rewards.t2i_compbench RUN_DIR [--from_details] [reward options]`` scores every
+selected image of a run folder (category from each prompt's metadata unless ``--category``)
+and prints the official per-category means (the category score is the mean over all
+images); it also writes ``RUN_DIR/official/t2i_compbench.json`` (``rewards.run_scores``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from PIL import Image
 
 from data.bundled import BENCHMARKS, resolve_path
 from data.prompt import Prompt
+from milr.runs import Run, read_run
 from rewards import compbench_rules as rules
 from rewards.base import Reward, RewardOutput, register
 from rewards.blip_vqa import BlipVqa
@@ -54,6 +60,7 @@ from rewards.clip_score import CLIPScoreReward
 from rewards.compbench_text import drop_adjectives
 from rewards.depth import DepthEstimator
 from rewards.grounding import Detection, GroundingDetector
+from rewards.run_scores import ImageScore, OfficialScore, add_scoring_arguments, group_means, print_official, reward_from_args, run_details
 
 CategoryOption = Literal["auto", "color", "shape", "texture", "spatial", "non_spatial", "numeracy", "3d_spatial", "complex"]
 CATEGORIES: tuple[str, ...] = get_args(CategoryOption)[1:]
@@ -260,3 +267,28 @@ def _detection_details(
         f"{prefix}_position": position,
         prefix: score,
     }
+
+
+def evaluate_run(run: Run, reward: Optional[T2ICompBenchReward], batch_size: int = 8) -> OfficialScore:
+    """Per-category means over every selected image (re-scored, or the run's own details with ``reward=None``)."""
+    scored, source = run_details(run, reward, "T2I-CompBench", ("category", "score"), batch_size)
+    images = [ImageScore(p.key, r.index, d["category"], float(d["score"])) for p, r, d in scored]
+    note = "(T2I-CompBench reports each category alone)"
+    return OfficialScore("t2i_compbench", source, group_means(images, CATEGORIES), None, images, note)
+
+
+def main(argv: Optional[list[str]] = None) -> OfficialScore:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m rewards.t2i_compbench", description="T2I-CompBench scores of a run folder, per category.")
+    parser.add_argument("run_dir", type=str, help="a run folder (prompts with a metadata category, e.g. from <category>_val.txt)")
+    add_scoring_arguments(parser, T2ICompBenchReward)
+    args = parser.parse_args(argv)
+    official = evaluate_run(read_run(args.run_dir), reward_from_args(T2ICompBenchReward, args), args.batch_size)
+    official.write(Path(args.run_dir))
+    print_official(official, "category")
+    return official
+
+
+if __name__ == "__main__":
+    main()

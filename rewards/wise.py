@@ -5,7 +5,8 @@ Aesthetic Quality in 0-2 with the official ``WISE_legacy/gpt_eval.py`` prompt an
 WiScore = (0.7·C + 0.2·R + 0.1·A) / 2. ``protocol: verified`` is WISE_Verified's binary
 ``Score: 0/1`` judge. The judge is GPT-4o (or any OpenAI-compatible endpoint, e.g. vLLM) or a
 local Qwen2.5-VL. Category/overall aggregation (``Calculate.py`` / ``calculate_verified.py``)
-are pure functions; ``python -m rewards.wise summarize scores.jsonl`` prints them.
+are pure functions; ``python -m rewards.wise RUN_DIR`` prints them for the judge's scores a
+run stored with its selected images, ``python -m rewards.wise scores.jsonl`` for score files.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import json
 import re
 import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Sequence
 
 import torch
 from PIL import Image
 
 from data.prompt import Prompt
+from milr.export import wise_rows
+from milr.runs import Run, read_run
 from rewards.base import Reward, RewardOutput, register
 from rewards.judges import Conversation, Judge, OpenAIJudge, QwenVLJudge, conversation
+from rewards.run_scores import ImageScore, OfficialScore
 
 Protocol = Literal["legacy", "verified"]
 
@@ -376,15 +381,49 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"Overall    not computed: {len(missing)} prompt_ids missing (first: {missing[:10]})")
 
 
+def protocol_of(rows: Sequence[dict[str, Any]]) -> Protocol:
+    """``legacy`` for C/R/A rows, ``verified`` for binary ``score`` rows; a mix is an error."""
+    kinds = {"legacy" if all(k in row for k in SCORE_KEYS) else "verified" if "score" in row else None for row in rows}
+    if len(kinds) != 1 or None in kinds:
+        raise ValueError("score rows must all be legacy (consistency, realism, aesthetic_quality) or all verified (score)")
+    return kinds.pop()
+
+
+def evaluate_run(run: Run, repeat: int = 0) -> tuple[dict[str, Any], OfficialScore]:
+    """Calculate.py's summary of the judge's score rows stored with a run's selected images."""
+    scored = wise_rows(run, repeat)
+    if not scored or scored[0][2] is None:
+        raise ValueError(f"{run.folder}: the selected images carry no WISE judge scores (was the run optimised with the WISE reward?)")
+    rows = [row for _, _, row in scored]
+    protocol = protocol_of(rows)
+    summary = summarize(rows, protocol)
+    value = (lambda row: wiscore(*(row[k] for k in SCORE_KEYS))) if protocol == "legacy" else (lambda row: row["score"])
+    images = [ImageScore(p.key, repeat, category_of(pid, protocol) or "outside", value(row)) for pid, p, row in scored]
+    groups = {c: {"score": v, "n": n} for c, (v, n) in summary["categories"].items()}
+    note = "" if summary["overall"] is not None else f"({len(summary['missing_prompt_ids'])} of prompt_ids 1-1000 missing)"
+    source = f"{protocol} judge score rows in the run's trace"
+    return summary, OfficialScore("wise", source, groups, summary["overall"], images, note)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m rewards.wise RUN_DIR|scores.jsonl ...``: a run folder's stored judge rows
+    (also written to ``RUN_DIR/official/wise.json``) or score JSONL files, as Calculate.py sums them."""
     parser = argparse.ArgumentParser(prog="python -m rewards.wise", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    summary = commands.add_parser("summarize", help="category and overall WISE scores of score JSONL files")
-    summary.add_argument("files", nargs="+", help="JSONL rows with prompt_id and the judge's scores")
-    summary.add_argument("--protocol", choices=sorted(MAX_TOKENS), default="legacy")
+    parser.add_argument("paths", nargs="+", type=Path, help="run folders, or JSONL rows with prompt_id and the judge's scores")
+    parser.add_argument("--protocol", choices=sorted(MAX_TOKENS), default=None, help="of JSONL rows; default: from the rows")
+    parser.add_argument("--repeat", type=int, default=0, help="run folders: the repeat whose image WISE scores (one per prompt)")
     args = parser.parse_args(argv)
-    rows = [json.loads(line) for path in args.files for line in open(path, encoding="utf-8") if line.strip()]
-    _print_summary(summarize(rows, args.protocol))
+    rows: list[dict[str, Any]] = []
+    for path in args.paths:
+        if path.is_dir():
+            summary, official = evaluate_run(read_run(path), args.repeat)
+            official.write(path)
+            print(f"{path}:")
+            _print_summary(summary)
+        else:
+            rows += [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    if rows:
+        _print_summary(summarize(rows, args.protocol or protocol_of([r for r in rows if isinstance(r.get("prompt_id"), int)])))
     return 0
 
 

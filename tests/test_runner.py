@@ -104,3 +104,14 @@ def test_every_config_parses_against_the_cli(config, capsys):
     assert exit_.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "reward:" in printed and "backbone:" in printed
+
+
+def test_tensorboard_root_gives_each_run_its_own_folder_and_refuses_a_name_clash(tmp_path):
+    root = tmp_path / "tb"
+    run(tmp_path / "a" / "milr", "--tensorboard_root", str(root))
+    events = EventAccumulator(str(root / "milr"), size_guidance={"scalars": 0}).Reload()
+    assert len(events.Scalars("reward/mean")) >= 4 and not (tmp_path / "a" / "milr" / "tensorboard").exists()
+    logger = train_free_runner.tensorboard_logger(tmp_path / "a" / "milr", str(root))  # the same run again: resumes
+    assert Path(logger.log_dir) == root / "milr"
+    with pytest.raises(ValueError, match="already logs the run in"):
+        train_free_runner.tensorboard_logger(tmp_path / "b" / "milr", str(root))

@@ -108,7 +108,7 @@ def test_summarize_verified_rows():
 def test_cli_summarize_prints_categories_and_overall(tmp_path, capsys):
     path = tmp_path / "scores.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows_for(range(1, 1001), 2, 1, 0)) + "\n")
-    assert wise.main(["summarize", str(path)]) == 0
+    assert wise.main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "CULTURE    0.80  (n=400)" in out and "Overall    0.80" in out
 
