@@ -113,5 +113,5 @@ def test_tensorboard_root_gives_each_run_its_own_folder_and_refuses_a_name_clash
     assert len(events.Scalars("reward/mean")) >= 4 and not (tmp_path / "a" / "milr" / "tensorboard").exists()
     logger = train_free_runner.tensorboard_logger(tmp_path / "a" / "milr", str(root))  # the same run again: resumes
     assert Path(logger.log_dir) == root / "milr"
-    with pytest.raises(ValueError, match="already logs the run in"):
+    with pytest.raises(train_free_runner.UsageError, match="already logs the run in"):
         train_free_runner.tensorboard_logger(tmp_path / "b" / "milr", str(root))
