@@ -211,22 +211,25 @@ def test_one_reference_step_lowers_the_log_prob_of_the_tokens_used_unless_reward
         assert all(torch.equal(b, a) for b, a in zip(before, after))
 
 
-def test_one_rloo_step_raises_above_average_and_lowers_below_average_samples(tiny):
-    reward = ScriptedReward({0: [0.5, 1.0, 0.0]})  # step 1: sample 0 scores 1, sample 1 scores 0
+def test_rloo_updates_from_stage_0_and_raises_above_average_and_lowers_below_average_samples(tiny):
+    # stage 0: the plain sample scores 0.5, then the two candidates from the fresh latents 1 and 0
+    reward = ScriptedReward({0: [0.5, 1.0, 0.0]})
 
     class Samples(Callback):
         def on_after_backward(self, trainer, pl_module):
-            if any(p.grad is not None for p in pl_module.parameters()):
+            if not hasattr(self, "samples"):
                 self.samples = list(pl_module.scored[0].samples)
 
     rec, grab = Recorder(), Samples()
-    run(tiny, reward=reward, estimator="rloo", samples_per_step=2, optimizer="sgd", lr=1e-2,
-        max_steps=2, text_ratio=0.5, callbacks=[rec, grab])
-    assert all(g is None for g in rec.grads[0])  # stage 0 has one sample: no leave-one-out gradient
+    [result] = run(tiny, reward=reward, estimator="rloo", samples_per_step=2, optimizer="sgd", lr=1e-2,
+                   max_steps=2, text_ratio=0.5, callbacks=[rec, grab])
+    assert result.history[0].sample_rewards == [0.5, 1.0, 0.0]  # plain sample first, then the K
+    assert result.history[0].reward == 1.0 and result.history[0].mean_reward == 0.5  # best of all; mean of the K
+    assert sum(any(g is not None for g in grads) for grads in rec.grads) == 2  # max_steps updates
     good, bad = grab.samples
     assert (good.reward, bad.reward) == (1.0, 0.0)
     assert not (torch.equal(good.text_prefix, bad.text_prefix) and torch.equal(good.image_prefix, bad.image_prefix))
-    before, after = rec.before[1], rec.after[1]
+    before, after = rec.before[0], rec.after[0]
     assert _log_probs(tiny, after, good) > _log_probs(tiny, before, good)
     assert _log_probs(tiny, after, bad) < _log_probs(tiny, before, bad)
 
