@@ -46,12 +46,14 @@ def text_gradient(bb: JanusBackbone, z: torch.Tensor, tokens: torch.Tensor) -> t
     return -(R - 1.0) * (onehot - probs) @ weight
 
 
-def image_gradient(bb: JanusBackbone, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Autograd of the hand-written CFG loss, with the generation head called directly."""
+def image_gradient(bb: JanusBackbone, z: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
+    """Autograd of the hand-written CFG loss, with the generation head called directly
+    (``tokens=None``: the argmax tokens of the fused logits, as the reference scores)."""
     z = z.clone().requires_grad_(True)
     head = bb.model.model.generation_head
     cond, uncond = head(z[:, 0]).float(), head(z[:, 1]).float()
     fused = (uncond + W * (cond - uncond)) / T
+    tokens = fused.detach().argmax(-1) if tokens is None else tokens
     log_pi = torch.log_softmax(fused, dim=-1).gather(-1, tokens[:, None]).sum()
     (grad,) = torch.autograd.grad(-(R - 1.0) * log_pi, z)
     return grad
@@ -72,3 +74,13 @@ def test_latent_gradients_equal_the_formula(tiny_wt, mode):
         expected = image_gradient(tiny_wt, z, sample.image_prefix)
         assert expected[:, 1].abs().sum() > 0  # the unconditional row has a gradient of its own
         torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_argmax_image_loss_tokens_differentiate_the_latents_argmax_not_the_sampled_prefix(tiny_wt):
+    grab = FirstUpdate()
+    milr.optimize(["a red apple"], tiny_wt, ConstantReward(R), mode="image", image_ratio=0.25, max_steps=1,
+                  image_loss_tokens="argmax", callbacks=[grab])
+    [(z, grad)] = grab.image
+    expected = image_gradient(tiny_wt, z, None)
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(expected, image_gradient(tiny_wt, z, grab.samples[0].image_prefix))  # the option matters
