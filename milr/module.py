@@ -4,12 +4,13 @@ One Lightning epoch is one MILR step for every prompt in the batch, so the stock
 precision plugins, loggers and callbacks (``EarlyStopping`` included) drive the method:
 
 1. free latent slots are refilled from the prompt stream (the batch): think text, initial
-   image and reward of each new prompt (stage 0; it is that prompt's step 0);
+   image and reward of each new prompt (stage 0; it is that prompt's step 0; with ``rloo`` also
+   K candidates decoded from the fresh latents);
 2. every other running prompt is decoded from its current latents and scored;
 3. stop rules run: the threshold and step budget given here, then any callback that defines
    ``on_prompt_scored(trainer, pl_module, state)`` and calls ``pl_module.stop_prompt``;
-4. ``training_step`` returns the REINFORCE loss of the prompts still running; Lightning's
-   optimiser moves their latents. A stopped prompt's latents get no gradient (``None``), so
+4. ``training_step`` returns the REINFORCE loss of the prompts still running over the latents
+   the step order (``milr.schedule``) names for this step; Lightning's optimiser moves them. A stopped prompt's latents get no gradient (``None``), so
    Adam's momentum cannot move them either.
 
 The frozen backbone is a plain attribute, not a submodule: ``parameters()`` and
