@@ -12,6 +12,8 @@ from data.stream import PromptStream, feed_loader
 from milr.backbone import JanusBackbone
 from milr.module import TRAINER_DEFAULTS, MILRModule, Mode
 from milr.objective import Estimator
+from milr.prompts import PromptFormat
+from milr.schedule import StepOrder
 from milr.state import MILRResult
 from rewards.base import RewardFn
 
@@ -71,13 +73,20 @@ def optimize(
     select: Literal["best", "last"] = "best",
     batch_size: int = 1,
     optimizer: Literal["adam", "sgd"] = "adam",
+    prompt_format: PromptFormat = "janus",
+    image_mode_think: bool = True,
+    step_order: StepOrder = "joint",
+    phase_steps: int | None = None,
+    latent_dtype: Literal["float32", "bfloat16"] = "float32",
+    image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
     callbacks: Sequence[Callback] = (),
     **trainer_kwargs: Any,
 ) -> list[MILRResult]:
     """Run MILR on ``prompts`` and return one ``MILRResult`` per prompt, in input order.
 
     ``batch_size`` prompts are optimised at once; a prompt that stops frees its slot for the
-    next one. Extra keyword arguments go to ``lightning.Trainer`` (e.g. ``precision``).
+    next one. The options are ``MILRModule``'s; extra keyword arguments go to
+    ``lightning.Trainer`` (e.g. ``precision``).
     """
     items = as_prompts(prompts)
     module = MILRModule(
@@ -95,6 +104,12 @@ def optimize(
         seed=seed,
         select=select,
         batch_size=batch_size,
+        prompt_format=prompt_format,
+        image_mode_think=image_mode_think,
+        step_order=step_order,
+        phase_steps=phase_steps,
+        latent_dtype=latent_dtype,
+        image_loss_tokens=image_loss_tokens,
     )
     make_trainer(backbone, callbacks, **trainer_kwargs).fit(module, train_dataloaders=feed_loader(PromptStream(items)))
     order = {p.index: i for i, p in enumerate(items)}

@@ -258,14 +258,16 @@ class JanusBackbone:
         max_new_tokens: int | None = None,
         record_hidden: bool = False,
         use_cache: bool = True,
+        prompt_format: chat_prompts.PromptFormat = "janus",
     ) -> ThinkOutput:
         """Greedy visualisation text for each prompt, after forcing ``prefixes[i]`` (token ids).
+        ``texts`` are decoded as is (no strip: whitespace is the prompt format's business).
 
         ``use_cache=False`` re-runs the whole sequence for every token, as the reference does;
         it exists for the benchmark.
         """
         max_new = self.max_think_tokens if max_new_tokens is None else max_new_tokens
-        base = [self.encode(chat_prompts.think_prompt(p), reserve=max_new) for p in prompts]
+        base = [self.encode(chat_prompts.think_prompt(p, prompt_format), reserve=max_new) for p in prompts]
         forced = [_until_eos(prefixes[i].tolist(), self.eos_id) if prefixes is not None else [] for i in range(len(base))]
         ids, mask = self._left_pad([b + f for b, f in zip(base, forced)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -302,7 +304,7 @@ class JanusBackbone:
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)
                 h = self._forward(mask, positions, None, input_ids=ids)[:, -1]
         all_ids = [torch.tensor(f + g, dtype=torch.long) for f, g in zip(forced, generated)]
-        texts = [self.tokenizer.decode(t.tolist(), skip_special_tokens=True).strip() for t in all_ids]
+        texts = [self.tokenizer.decode(t.tolist(), skip_special_tokens=True) for t in all_ids]
         return ThinkOutput(
             ids=all_ids,
             texts=texts,

@@ -56,7 +56,7 @@ import milr
 from data.formats import load_prompts
 from data.prompt import Prompt
 from milr.backbone import JanusBackbone, resolve_device
-from milr.prompts import image_prompt
+from milr.prompts import image_prompt, think_text
 from milr.shapes import SHAPES, Shape, random_backbone
 from rewards.base import Reward, RewardOutput, from_config, score
 
@@ -376,7 +376,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         reward = from_config(cfg.reward_config) if cfg.reward_config else Brightness()
         speed = think_speed(bb, prompts[0].text, think_tokens)
         think = bb.think([p.text for p in prompts[:batch]])
-        image_prompts = [image_prompt(p.text, t) for p, t in zip(prompts[:batch], think.texts)]
+        image_prompts = [image_prompt(p.text, think_text(t)) for p, t in zip(prompts[:batch], think.texts)]
         if bb.device.type == "cuda":
             time_generate(bb, image_prompts, cfg.seed)  # warm-up: kernels, allocator
         generate_tokens_s, generate_s, images = time_generate(bb, image_prompts, cfg.seed)

@@ -4,12 +4,13 @@ One Lightning epoch is one MILR step for every prompt in the batch, so the stock
 precision plugins, loggers and callbacks (``EarlyStopping`` included) drive the method:
 
 1. free latent slots are refilled from the prompt stream (the batch): think text, initial
-   image and reward of each new prompt (stage 0; it is that prompt's step 0);
+   image and reward of each new prompt (stage 0; it is that prompt's step 0; with ``rloo`` also
+   K candidates decoded from the fresh latents);
 2. every other running prompt is decoded from its current latents and scored;
 3. stop rules run: the threshold and step budget given here, then any callback that defines
    ``on_prompt_scored(trainer, pl_module, state)`` and calls ``pl_module.stop_prompt``;
-4. ``training_step`` returns the REINFORCE loss of the prompts still running; Lightning's
-   optimiser moves their latents. A stopped prompt's latents get no gradient (``None``), so
+4. ``training_step`` returns the REINFORCE loss of the prompts still running over the latents
+   the step order (``milr.schedule``) names for this step; Lightning's optimiser moves them. A stopped prompt's latents get no gradient (``None``), so
    Adam's momentum cannot move them either.
 
 The frozen backbone is a plain attribute, not a submodule: ``parameters()`` and
@@ -28,11 +29,13 @@ from torch import nn
 from data.prompt import Prompt
 from milr.backbone import ImageContext, JanusBackbone
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
-from milr.prompts import image_prompt
+from milr.prompts import PromptFormat, check_prompt_format, image_prompt, think_text
+from milr.schedule import StepOrder, StepSchedule
 from milr.state import MILRResult, PromptState, Sample, StepRecord, StopReason
 from rewards.base import Reward, as_reward, score
 
 Mode = Literal["text", "image", "both"]
+_LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 #: Trainer settings MILR needs: one step per epoch, nothing to validate, no weight checkpoints.
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -108,6 +111,16 @@ class MILRModule(LightningModule):
         seed: base seed; each prompt samples from its own generator seeded from it and its index.
         select: return the ``best``-reward image or the ``last`` one (the reference).
         batch_size: number of latent slots, i.e. prompts optimised at once.
+        prompt_format: ``janus`` chat labels at every stage, or the authors' strings (``reference``;
+            see ``milr.prompts``).
+        image_mode_think: in mode ``image``, keep the think text in the image prompt; ``False`` is
+            the authors' image mode (bare prompt, no think text generated, z_v from that image).
+        step_order: ``joint`` (every latent after every reward) or one of the authors' ordering
+            ablations (``milr.schedule``; mode ``both`` only); ``phase_steps`` is the length of
+            the first phase of ``text_image`` / ``image_text`` (default ``max_steps // 2``).
+        latent_dtype: ``float32``, or ``bfloat16`` as the reference (Adam on bf16 latents).
+        image_loss_tokens: log-probability of the ``sampled`` image prefix tokens the image used,
+            or of the ``argmax`` tokens of the latents as the reference (which decodes sampled ones).
     """
 
     def __init__(
@@ -126,17 +139,44 @@ class MILRModule(LightningModule):
         seed: int = 0,
         select: Literal["best", "last"] = "best",
         batch_size: int = 1,
+        prompt_format: PromptFormat = "janus",
+        image_mode_think: bool = True,
+        step_order: StepOrder = "joint",
+        phase_steps: int | None = None,
+        latent_dtype: Literal["float32", "bfloat16"] = "float32",
+        image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
     ) -> None:
         super().__init__()
+<<<<<<< HEAD
         check_options(
             mode=mode, text_ratio=text_ratio, image_ratio=image_ratio, lr=lr, max_steps=max_steps,
             reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step, batch_size=batch_size,
         )
+=======
+        if mode not in ("text", "image", "both"):
+            raise ValueError(f"mode must be 'text', 'image' or 'both', got {mode!r}")
+        if estimator == "rloo" and samples_per_step < 2:
+            raise ValueError("estimator='rloo' needs samples_per_step >= 2 (leave-one-out baseline)")
+        if samples_per_step < 1 or batch_size < 1 or max_steps < 0:
+            raise ValueError("samples_per_step and batch_size must be >= 1, max_steps >= 0")
+        if latent_dtype not in _LATENT_DTYPES:
+            raise ValueError(f"latent_dtype must be one of {list(_LATENT_DTYPES)}, got {latent_dtype!r}")
+        if image_loss_tokens not in ("sampled", "argmax"):
+            raise ValueError(f"image_loss_tokens must be 'sampled' or 'argmax', got {image_loss_tokens!r}")
+        if image_loss_tokens == "argmax" and estimator == "rloo":
+            raise ValueError("image_loss_tokens='argmax' gives every rloo sample the same image term: no image update")
+        check_prompt_format(prompt_format)
+>>>>>>> issue-11
         self.save_hyperparameters(ignore=["backbone", "reward"])
         self.backbone = backbone
         self.reward = as_reward(reward)
         self.uses_text = mode in ("text", "both")
         self.uses_image = mode in ("image", "both")
+        self.think_in_image = mode != "image" or image_mode_think  # the image prompt carries the think text
+        self.schedule = StepSchedule(
+            step_order, tuple(g for g, used in (("text", self.uses_text), ("image", self.uses_image)) if used), max_steps, phase_steps
+        )
+        self.latent_dtype = _LATENT_DTYPES[latent_dtype]
         self.image_prefix_len = prefix_length(image_ratio, backbone.num_image_tokens) if self.uses_image else 0
         if self.uses_image and self.image_prefix_len == 0:
             raise ValueError(
@@ -145,10 +185,10 @@ class MILRModule(LightningModule):
             )
         d = backbone.hidden_size
         self.text_latents = nn.ParameterList(
-            [nn.Parameter(torch.zeros(0, d)) for _ in range(batch_size)] if self.uses_text else []
+            [nn.Parameter(torch.zeros(0, d, dtype=self.latent_dtype)) for _ in range(batch_size)] if self.uses_text else []
         )
         self.image_latents = nn.ParameterList(
-            [nn.Parameter(torch.zeros(0, 2, d)) for _ in range(batch_size)] if self.uses_image else []
+            [nn.Parameter(torch.zeros(0, 2, d, dtype=self.latent_dtype)) for _ in range(batch_size)] if self.uses_image else []
         )
         self.slots: list[PromptState | None] = [None] * batch_size
         self.finished: list[MILRResult] = []
@@ -243,7 +283,7 @@ class MILRModule(LightningModule):
             new.append((self.image_latents[slot], torch.zeros(0, 2, d) if image is None else image))
         optimizers = self.trainer.optimizers if self._trainer is not None else []
         for param, value in new:
-            param.data = value.detach().to(device=self.device, dtype=torch.float32).clone()
+            param.data = value.detach().to(device=self.device, dtype=self.latent_dtype).clone()
             param.grad = None
             for opt in optimizers:
                 opt.state.pop(param, None)
@@ -273,40 +313,72 @@ class MILRModule(LightningModule):
             self._context = self.backbone.image_context(prompts)
         return self._context
 
+    def _image_prompt(self, prompt: Prompt, think: str, regeneration: bool) -> str:
+        """The chat-formatted image prompt of one row (``regeneration``: a step after stage 0)."""
+        fmt = self.hparams.prompt_format
+        text_mode = regeneration and not self.uses_image  # the authors' text-mode re-generation
+        return image_prompt(prompt.text, think if self.think_in_image else None, fmt, text_regeneration=text_mode)
+
+    def _think(self, prompts: list[str], prefixes: list[torch.Tensor] | None = None, record_hidden: bool = False):
+        out = self.backbone.think(prompts, prefixes, record_hidden=record_hidden, prompt_format=self.hparams.prompt_format)
+        out.texts = [think_text(t, self.hparams.prompt_format) for t in out.texts]
+        return out
+
     def _admit(self, prompts: Sequence[Prompt], free: list[int]) -> None:
-        """Stage 0 for new prompts: think text, initial image, reward; latents from their hidden states."""
+        """Stage 0 for new prompts: think text, initial image, reward; latents from their hidden
+        states. With ``rloo`` the new prompts also decode ``samples_per_step`` candidates from
+        those latents, so the first update already has its leave-one-out baseline."""
         if not prompts:
             return
         bb = self.backbone
         start = time.perf_counter()
-        think = bb.think([p.text for p in prompts], record_hidden=self.uses_text)
+        if self.uses_text or self.think_in_image:
+            think = self._think([p.text for p in prompts], record_hidden=self.uses_text)
+            texts = think.texts
+        else:  # the authors' image mode: no think text at all
+            think, texts = None, [""] * len(prompts)
         generators = [self._generator(p) for p in prompts]
-        context = self._image_context([image_prompt(p.text, t) for p, t in zip(prompts, think.texts)])
+        context = self._image_context([self._image_prompt(p, t, regeneration=False) for p, t in zip(prompts, texts)])
         sample = bb.sample_image(context, generators, record_hidden=self.image_prefix_len)
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
         scores = self._score(images, list(prompts))
+        admitted = []
         for j, (prompt, slot) in enumerate(zip(prompts, free)):
             z_t = think.hidden[j][: prefix_length(self.hparams.text_ratio, len(think.hidden[j]))] if self.uses_text else None
             z_v = sample.hidden[j] if self.uses_image else None
             self._reset_latents(slot, z_t, z_v)
-            state = PromptState(prompt, slot, generators[j], think.texts[j], images[j], started=start, step_started=start)
-            self.slots[slot] = state
             text_prefix = bb.text_logits(z_t).argmax(-1).cpu() if z_t is not None else torch.zeros(0, dtype=torch.long)
             image_prefix = sample.tokens[j, : self.image_prefix_len].cpu()
-            self._record(state, [Sample(text_prefix, image_prefix, think.texts[j], images[j], float(scores.scores[j]), scores.details[j])])
+            first = Sample(text_prefix, image_prefix, texts[j], images[j], float(scores.scores[j]), scores.details[j])
+            state = PromptState(prompt, slot, generators[j], texts[j], images[j], last=first, started=start, step_started=start)
+            self.slots[slot] = state
             if z_t is not None and len(z_t) == 0:
+                self._record(state, [first])
                 self.stop_prompt(state, StopReason.EMPTY_PREFIX)
+            else:
+                admitted.append((state, first))
+        if self.hparams.estimator != "rloo":
+            for state, first in admitted:
+                self._record(state, [first])
+            return
+        candidates = self._candidates([s for s, _ in admitted])
+        for (state, first), samples in zip(admitted, candidates):
+            self._record(state, [first, *samples], update=samples)
 
     def _decode(self, states: list[PromptState]) -> None:
-        """Decode ``samples_per_step`` candidates per prompt from its current latents and score them."""
+        for state, samples in zip(states, self._candidates(states)):
+            self._record(state, samples)
+
+    def _candidates(self, states: list[PromptState]) -> list[list[Sample]]:
+        """Decode and score ``samples_per_step`` candidates per prompt from its current latents."""
         bb, k = self.backbone, self.hparams.samples_per_step
         start = time.perf_counter()
         rows = [s for s in states for _ in range(k)]
         gens = [s.generator for s in rows]
         text_prefixes = [self._text_prefix(s) for s in rows]
         texts = self._think_texts(rows, text_prefixes)
-        context = self._image_context([image_prompt(s.prompt.text, t) for s, t in zip(rows, texts)])
+        context = self._image_context([self._image_prompt(s.prompt, t, regeneration=True) for s, t in zip(rows, texts)])
         if self.uses_image:
             z = torch.stack([self.image_latents[s.slot] for s in rows])
             image_prefixes = bb.sample_prefix(z.to(bb.device), gens)
@@ -316,12 +388,14 @@ class MILRModule(LightningModule):
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
         scores = self._score(images, [s.prompt for s in rows])
-        for i, state in enumerate(states):
+        out = []
+        for i in range(len(states)):
             samples = []
             for r in range(i * k, (i + 1) * k):
                 prefix = image_prefixes[r].cpu() if image_prefixes is not None else torch.zeros(0, dtype=torch.long)
                 samples.append(Sample(text_prefixes[r], prefix, texts[r], images[r], float(scores.scores[r]), scores.details[r]))
-            self._record(state, samples)
+            out.append(samples)
+        return out
 
     def _text_prefix(self, state: PromptState) -> torch.Tensor:
         """Text prefix tokens from the text latents: argmax (reference) or a sample (rloo)."""
@@ -344,17 +418,21 @@ class MILRModule(LightningModule):
         todo = list(dict.fromkeys(k for k in keys if k not in known))
         if todo:
             by_key = {k: (s, p) for k, s, p in zip(keys, rows, prefixes)}
-            out = self.backbone.think([by_key[k][0].prompt.text for k in todo], [by_key[k][1] for k in todo])
+            out = self._think([by_key[k][0].prompt.text for k in todo], [by_key[k][1] for k in todo])
             known.update(zip(todo, out.texts))
         return [known[k] for k in keys]
 
-    def _record(self, state: PromptState, samples: list[Sample]) -> None:
+    def _record(self, state: PromptState, samples: list[Sample], update: list[Sample] | None = None) -> None:
+        """Log one step: every scored sample counts for stopping and selection (the best), the
+        ``update`` samples (default: all) are the ones the next loss uses."""
+        update = samples if update is None else update
         chosen = max(samples, key=lambda s: s.reward)
         now = time.perf_counter()
-        mean = sum(s.reward for s in samples) / len(samples)
-        state.history.append(StepRecord(len(state.history), chosen.reward, chosen.text, now - state.step_started, mean, chosen.details))
+        mean = sum(s.reward for s in update) / len(update)
+        rewards = [s.reward for s in samples]
+        state.history.append(StepRecord(len(state.history), chosen.reward, chosen.text, now - state.step_started, mean, chosen.details, rewards))
         state.step_started = now
-        state.samples, state.fresh = samples, True
+        state.samples, state.fresh = update, True
         state.last = chosen
         if state.best is None or chosen.reward > state.best.reward:
             state.best = chosen
@@ -387,19 +465,16 @@ class MILRModule(LightningModule):
 
     def _loss(self) -> torch.Tensor:
         """Sum over running prompts of their REINFORCE loss (a sum, so each prompt's gradient
-        is the same whatever else is in the batch)."""
-        bb, terms = self.backbone, []
+        is the same whatever else is in the batch). The schedule says which latents move."""
+        terms = []
         for state in self.active():
             samples, state.fresh = state.samples, False
-            if len(samples) < 2 and self.hparams.estimator == "rloo":
-                continue  # stage 0 has one sample: no leave-one-out baseline yet
+            groups = self.schedule.groups(state.step)
             log_probs = torch.zeros(len(samples), device=self.device)
-            if self.uses_text:
-                logits = bb.text_logits(self.text_latents[state.slot])
-                log_probs = log_probs + torch.stack([token_log_prob(logits, s.text_prefix.to(logits.device)) for s in samples])
-            if self.uses_image:
-                logits = bb.image_logits(self.image_latents[state.slot])
-                log_probs = log_probs + torch.stack([token_log_prob(logits, s.image_prefix.to(logits.device)) for s in samples])
+            if "text" in groups:
+                log_probs = log_probs + self._text_log_probs(state.slot, samples)
+            if "image" in groups:
+                log_probs = log_probs + self._image_log_probs(state.slot, samples)
             loss = reinforce_loss(log_probs, torch.tensor([s.reward for s in samples]), self.hparams.estimator)
             if not torch.isfinite(loss):
                 self.stop_prompt(state, StopReason.NONFINITE)
@@ -408,3 +483,18 @@ class MILRModule(LightningModule):
         if not terms:  # nothing to update this step; a graph-less zero keeps every gradient None
             return torch.zeros((), device=self.device, requires_grad=True)
         return torch.stack(terms).sum()
+
+    def _text_log_probs(self, slot: int, samples: list[Sample]) -> torch.Tensor:
+        """``log softmax(lm_head(z_t))`` of each sample's text prefix, summed over positions → ``[K]``."""
+        logits = self.backbone.text_logits(self.text_latents[slot])
+        return torch.stack([token_log_prob(logits, s.text_prefix.to(logits.device)) for s in samples])
+
+    def _image_log_probs(self, slot: int, samples: list[Sample]) -> torch.Tensor:
+        """``log softmax((u + w(c − u)) / T)`` of each sample's image prefix (or of the latents'
+        argmax tokens, ``image_loss_tokens='argmax'``), summed over positions → ``[K]``."""
+        logits = self.backbone.image_logits(self.image_latents[slot])
+        if self.hparams.image_loss_tokens == "argmax":
+            tokens = [logits.detach().argmax(-1)] * len(samples)
+        else:
+            tokens = [s.image_prefix.to(logits.device) for s in samples]
+        return torch.stack([token_log_prob(logits, t) for t in tokens])

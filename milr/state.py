@@ -38,7 +38,9 @@ class Sample:
 
 @dataclass
 class StepRecord:
-    """One line of ``trace.jsonl``."""
+    """One line of ``trace.jsonl``. ``reward`` is the best of the step's samples (what stopping
+    and selection use), ``mean_reward`` the mean over the samples the update uses, and
+    ``sample_rewards`` every reward scored in the step."""
 
     step: int
     reward: float
@@ -46,12 +48,14 @@ class StepRecord:
     seconds: float
     mean_reward: float
     details: dict[str, Any] = field(default_factory=dict)
+    sample_rewards: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "reward": self.reward,
             "mean_reward": self.mean_reward,
+            "sample_rewards": self.sample_rewards,
             "text": self.text,
             "seconds": round(self.seconds, 4),
             "details": self.details,

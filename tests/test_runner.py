@@ -115,3 +115,15 @@ def test_tensorboard_root_gives_each_run_its_own_folder_and_refuses_a_name_clash
     assert Path(logger.log_dir) == root / "milr"
     with pytest.raises(train_free_runner.UsageError, match="already logs the run in"):
         train_free_runner.tensorboard_logger(tmp_path / "b" / "milr", str(root))
+
+
+@pytest.mark.parametrize("order", ["text_image", "image_text", "interleaved_text_image"])
+def test_each_ablation_step_order_runs_end_to_end_through_the_runner(tmp_path, order):
+    summary = run(tmp_path, "--model.step_order", order, "--model.reward_threshold", "null",
+                  "--data.prompts", "[a red apple, a blue car]", "--data.batch_size", "2")
+    assert summary["prompts"] == 2 and summary["mean_steps"] == 3  # no threshold: the whole budget
+    for folder in ("00000", "00001"):
+        trace = [json.loads(line) for line in (tmp_path / folder / "trace.jsonl").read_text().splitlines()]
+        assert [t["step"] for t in trace] == [0, 1, 2, 3]  # one reward call per (sub-)step, all in the budget
+        assert all(t["sample_rewards"] == [t["reward"]] for t in trace)
+    assert "step_order: " + order in (tmp_path / "config.yaml").read_text()

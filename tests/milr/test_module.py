@@ -13,7 +13,7 @@ import milr
 from milr.backbone import JanusBackbone
 from milr.module import MILRModule, prompt_seed
 from milr.objective import prefix_length, token_log_prob
-from milr.prompts import image_prompt
+from milr.prompts import image_prompt, think_text
 from milr.state import StopReason
 from tests.helpers import ConstantReward, ScriptedReward, mean_brightness
 
@@ -186,15 +186,15 @@ def test_lr_zero_reproduces_plain_resampling_exactly(tiny):
     think = tiny.think([PROMPTS[0]], record_hidden=True)
     z_t = think.hidden[0][: prefix_length(0.5, len(think.hidden[0]))]
     lv = prefix_length(0.25, tiny.num_image_tokens)
-    s0 = tiny.sample_image(tiny.image_context([image_prompt(PROMPTS[0], think.texts[0])]), [g], record_hidden=lv)
+    s0 = tiny.sample_image(tiny.image_context([image_prompt(PROMPTS[0], think_text(think.texts[0]))]), [g], record_hidden=lv)
     expected = tiny.decode_images(s0.tokens)
     for _ in range(3):
-        text = tiny.think([PROMPTS[0]], [tiny.text_logits(z_t).argmax(-1)]).texts[0]
+        text = think_text(tiny.think([PROMPTS[0]], [tiny.text_logits(z_t).argmax(-1)]).texts[0])
         ctx = tiny.image_context([image_prompt(PROMPTS[0], text)])
         prefix = tiny.sample_prefix(s0.hidden, [g])
         expected += tiny.decode_images(tiny.sample_image(ctx, [g], prefix).tokens)
     assert [im.tobytes() for im in images] == [im.tobytes() for im in expected]
-    assert result.text == think.texts[0]
+    assert result.text == think_text(think.texts[0])
 
 
 def _log_probs(tiny, params, sample):
@@ -215,22 +215,25 @@ def test_one_reference_step_lowers_the_log_prob_of_the_tokens_used_unless_reward
         assert all(torch.equal(b, a) for b, a in zip(before, after))
 
 
-def test_one_rloo_step_raises_above_average_and_lowers_below_average_samples(tiny):
-    reward = ScriptedReward({0: [0.5, 1.0, 0.0]})  # step 1: sample 0 scores 1, sample 1 scores 0
+def test_rloo_updates_from_stage_0_and_raises_above_average_and_lowers_below_average_samples(tiny):
+    # stage 0: the plain sample scores 0.5, then the two candidates from the fresh latents 1 and 0
+    reward = ScriptedReward({0: [0.5, 1.0, 0.0]})
 
     class Samples(Callback):
         def on_after_backward(self, trainer, pl_module):
-            if any(p.grad is not None for p in pl_module.parameters()):
+            if not hasattr(self, "samples"):
                 self.samples = list(pl_module.scored[0].samples)
 
     rec, grab = Recorder(), Samples()
-    run(tiny, reward=reward, estimator="rloo", samples_per_step=2, optimizer="sgd", lr=1e-2,
-        max_steps=2, text_ratio=0.5, callbacks=[rec, grab])
-    assert all(g is None for g in rec.grads[0])  # stage 0 has one sample: no leave-one-out gradient
+    [result] = run(tiny, reward=reward, estimator="rloo", samples_per_step=2, optimizer="sgd", lr=1e-2,
+                   max_steps=2, text_ratio=0.5, callbacks=[rec, grab])
+    assert result.history[0].sample_rewards == [0.5, 1.0, 0.0]  # plain sample first, then the K
+    assert result.history[0].reward == 1.0 and result.history[0].mean_reward == 0.5  # best of all; mean of the K
+    assert sum(any(g is not None for g in grads) for grads in rec.grads) == 2  # max_steps updates
     good, bad = grab.samples
     assert (good.reward, bad.reward) == (1.0, 0.0)
     assert not (torch.equal(good.text_prefix, bad.text_prefix) and torch.equal(good.image_prefix, bad.image_prefix))
-    before, after = rec.before[1], rec.after[1]
+    before, after = rec.before[0], rec.after[0]
     assert _log_probs(tiny, after, good) > _log_probs(tiny, before, good)
     assert _log_probs(tiny, after, bad) < _log_probs(tiny, before, bad)
 
@@ -254,3 +257,36 @@ def test_think_text_is_redecoded_only_when_the_text_prefix_changes(tiny, monkeyp
     calls.clear()
     run(tiny, mode="text", text_ratio=0.5, lr=0.0, max_steps=3)
     assert len(calls) == 1  # lr 0: the prefix never changes, the stage-0 text is reused
+
+
+def test_authors_image_mode_generates_no_think_text_and_takes_z_v_from_the_bare_prompt_image(tiny, monkeypatch):
+    calls = []
+    real = tiny.think
+    monkeypatch.setattr(tiny, "think", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    rec = Recorder()
+    [result] = run(tiny, mode="image", image_mode_think=False, max_steps=1, callbacks=[rec])
+    assert calls == [] and result.text == ""
+    g = torch.Generator().manual_seed(prompt_seed(0, 0))
+    lv = prefix_length(0.25, tiny.num_image_tokens)
+    s0 = tiny.sample_image(tiny.image_context([image_prompt(PROMPTS[0], None)]), [g], record_hidden=lv)
+    [z_v] = rec.before[0]
+    assert torch.equal(z_v, s0.hidden[0])
+    assert result.initial_image.tobytes() == tiny.decode_images(s0.tokens)[0].tobytes()
+
+
+def test_bf16_latents_are_stepped_by_adam_in_bf16(tiny):
+    rec = Recorder()
+    run(tiny, latent_dtype="bfloat16", max_steps=2, text_ratio=0.5, callbacks=[rec])
+    assert all(p.dtype == torch.bfloat16 for p in rec.before[0] + rec.after[0])
+    assert any(not torch.equal(b, a) for b, a in zip(rec.before[0], rec.after[0]))
+
+
+def test_quirk_options_are_validated(tiny):
+    with pytest.raises(ValueError, match="argmax"):
+        MILRModule(tiny, ConstantReward(), image_loss_tokens="argmax", estimator="rloo", samples_per_step=2, image_ratio=0.25)
+    with pytest.raises(ValueError, match="latent_dtype"):
+        MILRModule(tiny, ConstantReward(), latent_dtype="float64", image_ratio=0.25)
+    with pytest.raises(ValueError, match="prompt_format"):
+        MILRModule(tiny, ConstantReward(), prompt_format="chatml", image_ratio=0.25)
+    with pytest.raises(ValueError, match="mode='both'"):
+        MILRModule(tiny, ConstantReward(), mode="image", step_order="text_image", image_ratio=0.25)

@@ -201,7 +201,8 @@ def test_wise_yaml_asks_an_openai_compatible_judge_with_the_key_from_the_environ
     (tmp_path / "wise.json").write_text(json.dumps(WISE))
     with FakeChatServer(default=ok("Consistency: 2\nRealism: 1\nAesthetic Quality: 0")) as server:
         summary = run(tmp_path / "out", "wise", str(tmp_path / "wise.json"), "--model.reward.init_args.base_url", server.url,
-                      "--model.reward.init_args.api_key_env", "MILR_E2E_JUDGE_KEY", "--model.reward.init_args.max_retries", "0")
+                      "--model.reward.init_args.api_key_env", "MILR_E2E_JUDGE_KEY", "--model.reward.init_args.max_retries", "0",
+                      "--model.reward_threshold", "null")  # wise.yaml stops above 0.5: score both steps anyway
     keys = {"prompt_id", "judge", "consistency", "realism", "aesthetic_quality", "wiscore", "answer"}
     traces = finished_run(tmp_path / "out", summary, 2, "rewards.wise.WiseReward", keys)
     for trace, item in zip(traces, WISE):
