@@ -111,11 +111,8 @@ def check_config(config: Any) -> None:
     model, data = config.model, config.data
     if data.batch_size < 1:
         raise UsageError(f"data.batch_size must be >= 1 (prompts optimised at once), got {data.batch_size}")
-    _checked(
-        "model.", check_options, prefix="model.", mode=model.mode, text_ratio=model.text_ratio,
-        image_ratio=model.image_ratio, lr=model.lr, max_steps=model.max_steps, reward_threshold=model.reward_threshold,
-        estimator=model.estimator, samples_per_step=model.samples_per_step, batch_size=data.batch_size,
-    )
+    options = {k: v for k, v in vars(model).items() if k not in ("backbone", "reward", "batch_size")}
+    _checked("model.", check_options, prefix="model.", batch_size=data.batch_size, **options)
     if data.start < 0:
         raise UsageError(f"data.start must be >= 0, got {data.start}")
     if (data.path is None) == (data.prompts is None):

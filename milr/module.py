@@ -64,7 +64,13 @@ def check_options(
     estimator: str,
     samples_per_step: int,
     batch_size: int,
+    prompt_format: str = "janus",
+    step_order: str = "joint",
+    phase_steps: int | None = None,
+    latent_dtype: str = "float32",
+    image_loss_tokens: str = "sampled",
     prefix: str = "",
+    **_: Any,
 ) -> None:
     """Refuse option values MILR cannot run with, naming the option (``prefix`` + name, e.g.
     ``model.text_ratio``) and the fix. Cheap, so the runner calls it before any model loads."""
@@ -91,6 +97,18 @@ def check_options(
         fail("samples_per_step", f"must be >= 2 with estimator 'rloo' (leave-one-out baseline), got {samples_per_step}")
     if batch_size < 1:
         fail("batch_size", f"must be >= 1, got {batch_size}")
+    if latent_dtype not in _LATENT_DTYPES:
+        fail("latent_dtype", f"must be one of {list(_LATENT_DTYPES)}, got {latent_dtype!r}")
+    if image_loss_tokens not in ("sampled", "argmax"):
+        fail("image_loss_tokens", f"must be 'sampled' or 'argmax', got {image_loss_tokens!r}")
+    if image_loss_tokens == "argmax" and estimator == "rloo":
+        fail("image_loss_tokens", "'argmax' gives every rloo sample the same image term (no image update): use 'sampled'")
+    groups = tuple(g for g, used in (("text", mode != "image"), ("image", mode != "text")) if used)
+    for check in (lambda: check_prompt_format(prompt_format), lambda: StepSchedule(step_order, groups, max_steps, phase_steps)):
+        try:
+            check()
+        except ValueError as err:
+            raise ValueError(f"{prefix}{err}") from None
 
 
 class MILRModule(LightningModule):
@@ -147,26 +165,12 @@ class MILRModule(LightningModule):
         image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
     ) -> None:
         super().__init__()
-<<<<<<< HEAD
         check_options(
             mode=mode, text_ratio=text_ratio, image_ratio=image_ratio, lr=lr, max_steps=max_steps,
-            reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step, batch_size=batch_size,
+            reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step,
+            batch_size=batch_size, prompt_format=prompt_format, step_order=step_order, phase_steps=phase_steps,
+            latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens,
         )
-=======
-        if mode not in ("text", "image", "both"):
-            raise ValueError(f"mode must be 'text', 'image' or 'both', got {mode!r}")
-        if estimator == "rloo" and samples_per_step < 2:
-            raise ValueError("estimator='rloo' needs samples_per_step >= 2 (leave-one-out baseline)")
-        if samples_per_step < 1 or batch_size < 1 or max_steps < 0:
-            raise ValueError("samples_per_step and batch_size must be >= 1, max_steps >= 0")
-        if latent_dtype not in _LATENT_DTYPES:
-            raise ValueError(f"latent_dtype must be one of {list(_LATENT_DTYPES)}, got {latent_dtype!r}")
-        if image_loss_tokens not in ("sampled", "argmax"):
-            raise ValueError(f"image_loss_tokens must be 'sampled' or 'argmax', got {image_loss_tokens!r}")
-        if image_loss_tokens == "argmax" and estimator == "rloo":
-            raise ValueError("image_loss_tokens='argmax' gives every rloo sample the same image term: no image update")
-        check_prompt_format(prompt_format)
->>>>>>> issue-11
         self.save_hyperparameters(ignore=["backbone", "reward"])
         self.backbone = backbone
         self.reward = as_reward(reward)
