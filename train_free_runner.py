@@ -152,12 +152,12 @@ def _config_files(args: list[str]) -> list[str]:
 
 
 def _is_reward_fragment(path: str) -> bool:
-    """A YAML that only sets ``model.reward`` (as in configs/rewards/)."""
+    """A YAML that sets the reward (and its stop rule) but no backbone, data or trainer, as in configs/rewards/."""
     try:
         node = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError):
         return False  # jsonargparse reports unreadable configs itself
-    return isinstance(node, dict) and set(node) == {"model"} and isinstance(node["model"], dict) and set(node["model"]) == {"reward"}
+    return isinstance(node, dict) and set(node) == {"model"} and isinstance(node["model"], dict) and "backbone" not in node["model"]
 
 
 def with_defaults(args: list[str]) -> list[str]:
