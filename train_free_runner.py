@@ -26,7 +26,7 @@ from rich.table import Table
 from callbacks.image_logger import TensorBoardImageLogger
 from callbacks.progress import PromptProgressBar
 from callbacks.timing import StepTimer
-from callbacks.writer import OutputWriter, atomic_write, completed
+from callbacks.writer import OutputWriter, atomic_write, completed, failed_records
 from data.datamodule import MILRDataModule, load_range
 from milr.api import ignore_known_warnings
 from milr.backbone import CheckpointError, check_checkpoint
@@ -215,6 +215,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     console = Console()
     if done:
         console.print(f"[bold]resume:[/] {len(done)} prompt{'s' if len(done) != 1 else ''} already complete in {out}, skipping")
+    if failed := failed_records(out):
+        console.print(f"[bold]resume:[/] retrying {len(failed)} prompt{'s' if len(failed) != 1 else ''} whose reward failed before")
     cli.datamodule.setup("fit")
     if cli.datamodule.stream.exhausted:
         console.print("nothing to do: every prompt is complete")
@@ -223,8 +225,11 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     writer = next(c for c in cli.trainer.callbacks if isinstance(c, OutputWriter))
     table = Table("metric", "value", title=f"MILR summary ({out})")
     for key, value in writer.summary.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(len(value) if key == "failed" else value))
     console.print(table)
+    if failed := writer.summary["failed"]:
+        console.print(f"[bold yellow]{len(failed)} prompt{'s' if len(failed) != 1 else ''} failed[/] (reasons in {out}/summary.json "
+                      "and failed/): re-running the same command retries them")
     return writer.summary
 
 

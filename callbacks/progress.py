@@ -34,7 +34,7 @@ class PromptProgressBar(ProgressBar):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._enabled:
             return
-        finished = len(pl_module.finished)
+        finished = len(pl_module.finished) + len(pl_module.failed)  # done with, either way
         running = pl_module.active()
         if self.progress is None:
             self.progress = Progress(
@@ -48,12 +48,13 @@ class PromptProgressBar(ProgressBar):
             self._steps = self.progress.add_task("steps", total=None, info="", count="")
         rewards = " ".join(f"#{s.prompt.index}:{s.reward:.3f}@{s.step}" for s in running[:6])
         total = self.progress.tasks[self._prompts].total
-        self.progress.update(self._prompts, completed=finished, info=f"running {len(running)}", count=f"{finished}/{total}")
+        failed = f", failed {len(pl_module.failed)}" if pl_module.failed else ""
+        self.progress.update(self._prompts, completed=finished, info=f"running {len(running)}{failed}", count=f"{finished}/{total}")
         self.progress.update(self._steps, completed=trainer.global_step, info=rewards, count=str(trainer.global_step))
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.progress is not None:
-            finished = len(pl_module.finished)
+            finished = len(pl_module.finished) + len(pl_module.failed)
             total = self.progress.tasks[self._prompts].total
             self.progress.update(self._prompts, completed=finished, count=f"{finished}/{total}")
             self.progress.stop()

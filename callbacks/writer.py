@@ -3,6 +3,8 @@
 ``<out>/<index:05d>/metadata.jsonl`` (the prompt's JSON), ``samples/0000.png`` (the selected
 image), ``initial.png``, ``trace.jsonl`` (one line per step) and, last, ``result.json``: its
 presence marks the prompt complete, so an interrupted run resumes without redoing it.
+A prompt whose reward failed (``on_reward_failure: skip``) gets ``<out>/failed/<index:05d>.json``
+instead: it is not complete, so the next run takes it again, and its record goes once it completes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from PIL import Image
 
-from milr.state import MILRResult
+from data.prompt import Prompt
+from milr.state import FailedPrompt, MILRResult
 
 RESULT_FILE = "result.json"
 RUNS_FILE = "runs.jsonl"  # one line per finished run: wall seconds, prompts written
+FAILED_DIR = "failed"  # one record per prompt whose reward failed and that has not completed since
 
 
 def _file_mode() -> int:
@@ -92,11 +96,35 @@ def write_result(output_dir: Path, result: MILRResult) -> dict[str, Any]:
     return record
 
 
-def summarize(output_dir: Path, seconds: float) -> dict[str, Any]:
+def failed_path(output_dir: Path, prompt: Prompt) -> Path:
+    return Path(output_dir) / FAILED_DIR / f"{prompt.index:05d}.json"
+
+
+def write_failed(output_dir: Path, failure: FailedPrompt) -> dict[str, Any]:
+    """Record why a prompt has no result (the prompt, the reason, the step whose reward failed)."""
+    record = {
+        "index": failure.prompt.index,
+        "prompt": failure.prompt.text,
+        "metadata": failure.prompt.metadata,
+        "reason": failure.reason,
+        "step": failure.step,
+    }
+    atomic_write(failed_path(output_dir, failure.prompt), json.dumps(record, indent=1))
+    return record
+
+
+def failed_records(output_dir: Path) -> list[dict[str, Any]]:
+    """The failure records of prompts that have not completed since, in file order."""
+    folder = Path(output_dir) / FAILED_DIR
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def summarize(output_dir: Path, seconds: float, reward_retries: int = 0) -> dict[str, Any]:
     """Means over every complete prompt in ``output_dir`` (this run and earlier, resumed ones).
 
     ``seconds_this_run`` is this run's wall time; ``seconds_all_runs`` adds the runs logged in
-    ``runs.jsonl`` before it (the folder's total)."""
+    ``runs.jsonl`` before it (the folder's total). ``failed`` lists the prompts whose reward failed
+    and that are still not complete; ``reward_retries`` counts this run's repeated reward calls."""
     records = [json.loads((prompt_dir(output_dir, i) / RESULT_FILE).read_text()) for i in sorted(completed(output_dir))]
     n = len(records)
 
@@ -114,6 +142,8 @@ def summarize(output_dir: Path, seconds: float) -> dict[str, Any]:
         "mean_steps": mean("steps"),
         "seconds_this_run": round(seconds, 3),
         "seconds_all_runs": round(earlier + seconds, 3),
+        "reward_retries": reward_retries,
+        "failed": [{k: r[k] for k in ("index", "prompt", "reason", "step")} for r in failed_records(output_dir)],
     }
 
 
@@ -124,18 +154,28 @@ class OutputWriter(Callback):
         self.output_dir = Path(output_dir)
         self.written: list[int] = []
         self._cursor = 0
+        self._failed_cursor = 0
         self._start = time.perf_counter()
         self.summary: dict[str, Any] = {}
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.perf_counter()
         self._cursor = len(pl_module.finished)
+        self._failed_cursor = len(pl_module.failed)
 
     def _flush(self, pl_module: LightningModule) -> None:
         for result in pl_module.finished[self._cursor :]:
+            # first: a crash before result.json leaves the prompt incomplete (retried), never failed and complete
+            failed_path(self.output_dir, result.prompt).unlink(missing_ok=True)
             write_result(self.output_dir, result)
             self.written.append(result.prompt.index)
         self._cursor = len(pl_module.finished)
+        self._flush_failed(pl_module)
+
+    def _flush_failed(self, pl_module: LightningModule) -> None:
+        for failure in pl_module.failed[self._failed_cursor :]:
+            write_failed(self.output_dir, failure)
+        self._failed_cursor = len(pl_module.failed)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._flush(pl_module)
@@ -144,11 +184,12 @@ class OutputWriter(Callback):
         # after the module's on_train_end, which finishes prompts still running
         self._flush(pl_module)
         seconds = time.perf_counter() - self._start
-        self.summary = summarize(self.output_dir, seconds)
+        self.summary = summarize(self.output_dir, seconds, pl_module.retries)
         atomic_write(self.output_dir / "summary.json", json.dumps(self.summary, indent=1))
         runs = self.output_dir / RUNS_FILE
         earlier = runs.read_text() if runs.is_file() else ""
-        line = json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 3), "prompts_written": len(self.written)})
+        line = json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 3),
+                           "prompts_written": len(self.written), "reward_retries": pl_module.retries})
         atomic_write(runs, earlier + line + "\n")
 
     def state_dict(self) -> dict[str, Any]:

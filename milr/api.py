@@ -79,6 +79,10 @@ def optimize(
     phase_steps: int | None = None,
     latent_dtype: Literal["float32", "bfloat16"] = "float32",
     image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
+    reward_timeout: float | None = None,
+    reward_retries: int = 2,
+    reward_backoff: float = 1.0,
+    on_reward_failure: Literal["stop", "skip"] = "stop",
     callbacks: Sequence[Callback] = (),
     **trainer_kwargs: Any,
 ) -> list[MILRResult]:
@@ -86,7 +90,8 @@ def optimize(
 
     ``batch_size`` prompts are optimised at once; a prompt that stops frees its slot for the
     next one. The options are ``MILRModule``'s; extra keyword arguments go to
-    ``lightning.Trainer`` (e.g. ``precision``).
+    ``lightning.Trainer`` (e.g. ``precision``). With ``on_reward_failure="skip"`` a prompt whose
+    reward call failed has no result: it is left out of the list (a warning names it).
     """
     items = as_prompts(prompts)
     module = MILRModule(
@@ -110,6 +115,10 @@ def optimize(
         phase_steps=phase_steps,
         latent_dtype=latent_dtype,
         image_loss_tokens=image_loss_tokens,
+        reward_timeout=reward_timeout,
+        reward_retries=reward_retries,
+        reward_backoff=reward_backoff,
+        on_reward_failure=on_reward_failure,
     )
     make_trainer(backbone, callbacks, **trainer_kwargs).fit(module, train_dataloaders=feed_loader(PromptStream(items)))
     order = {p.index: i for i, p in enumerate(items)}

@@ -13,12 +13,17 @@ precision plugins, loggers and callbacks (``EarlyStopping`` included) drive the 
    the step order (``milr.schedule``) names for this step; Lightning's optimiser moves them. A stopped prompt's latents get no gradient (``None``), so
    Adam's momentum cannot move them either.
 
+Every reward call goes through ``rewards.base.score`` under the ``reward_*`` options (timeout,
+retries of transient errors); a call that still fails stops the run or, with
+``on_reward_failure: skip``, fails the prompts it scored (``failed``) while the others carry on.
+
 The frozen backbone is a plain attribute, not a submodule: ``parameters()`` and
 ``state_dict()`` hold only the latents.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, Literal, Sequence
 
@@ -31,8 +36,10 @@ from milr.backbone import ImageContext, JanusBackbone
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
 from milr.prompts import PromptFormat, check_prompt_format, image_prompt, think_text
 from milr.schedule import StepOrder, StepSchedule
-from milr.state import MILRResult, PromptState, Sample, StepRecord, StopReason
-from rewards.base import Reward, as_reward, score
+from milr.state import FailedPrompt, MILRResult, PromptState, Sample, StepRecord, StopReason
+from rewards.base import CallPolicy, Reward, RewardOutput, as_reward, reward_name, score
+
+logger = logging.getLogger(__name__)
 
 Mode = Literal["text", "image", "both"]
 _LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -69,6 +76,10 @@ def check_options(
     phase_steps: int | None = None,
     latent_dtype: str = "float32",
     image_loss_tokens: str = "sampled",
+    reward_timeout: float | None = None,
+    reward_retries: int = 2,
+    reward_backoff: float = 1.0,
+    on_reward_failure: str = "stop",
     prefix: str = "",
     **_: Any,
 ) -> None:
@@ -103,6 +114,14 @@ def check_options(
         fail("image_loss_tokens", f"must be 'sampled' or 'argmax', got {image_loss_tokens!r}")
     if image_loss_tokens == "argmax" and estimator == "rloo":
         fail("image_loss_tokens", "'argmax' gives every rloo sample the same image term (no image update): use 'sampled'")
+    if reward_timeout is not None and not reward_timeout > 0:
+        fail("reward_timeout", f"must be > 0 seconds or null (no limit), got {reward_timeout}")
+    if reward_retries < 0:
+        fail("reward_retries", f"must be >= 0 (repeats of a reward call that failed transiently), got {reward_retries}")
+    if not reward_backoff >= 0:
+        fail("reward_backoff", f"must be >= 0 seconds, got {reward_backoff}")
+    if on_reward_failure not in ("stop", "skip"):
+        fail("on_reward_failure", f"must be 'stop' (end the run) or 'skip' (mark the prompt failed, carry on), got {on_reward_failure!r}")
     groups = tuple(g for g, used in (("text", mode != "image"), ("image", mode != "text")) if used)
     for check in (lambda: check_prompt_format(prompt_format), lambda: StepSchedule(step_order, groups, max_steps, phase_steps)):
         try:
@@ -139,6 +158,13 @@ class MILRModule(LightningModule):
         latent_dtype: ``float32``, or ``bfloat16`` as the reference (Adam on bf16 latents).
         image_loss_tokens: log-probability of the ``sampled`` image prefix tokens the image used,
             or of the ``argmax`` tokens of the latents as the reference (which decodes sampled ones).
+        reward_timeout: seconds one reward call may take (null: no limit); a call past it is
+            abandoned in its worker thread and counts as a transient error.
+        reward_retries: repeats of a reward call that timed out or raised ``TransientRewardError``
+            (remote judges: network, 429, 5xx), each after a backoff; other errors are not repeated.
+        reward_backoff: seconds before the first repeat, doubling each time (capped at 60).
+        on_reward_failure: when a reward call still fails, ``stop`` the run (the error names the
+            reward and prompts) or ``skip``: mark the prompts of that call failed and carry on.
     """
 
     def __init__(
@@ -163,17 +189,23 @@ class MILRModule(LightningModule):
         phase_steps: int | None = None,
         latent_dtype: Literal["float32", "bfloat16"] = "float32",
         image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
+        reward_timeout: float | None = None,
+        reward_retries: int = 2,
+        reward_backoff: float = 1.0,
+        on_reward_failure: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         check_options(
             mode=mode, text_ratio=text_ratio, image_ratio=image_ratio, lr=lr, max_steps=max_steps,
             reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step,
             batch_size=batch_size, prompt_format=prompt_format, step_order=step_order, phase_steps=phase_steps,
-            latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens,
+            latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens, reward_timeout=reward_timeout,
+            reward_retries=reward_retries, reward_backoff=reward_backoff, on_reward_failure=on_reward_failure,
         )
         self.save_hyperparameters(ignore=["backbone", "reward"])
         self.backbone = backbone
         self.reward = as_reward(reward)
+        self.call_policy = CallPolicy(timeout=reward_timeout, retries=reward_retries, backoff=reward_backoff)
         self.uses_text = mode in ("text", "both")
         self.uses_image = mode in ("image", "both")
         self.think_in_image = mode != "image" or image_mode_think  # the image prompt carries the think text
@@ -196,6 +228,8 @@ class MILRModule(LightningModule):
         )
         self.slots: list[PromptState | None] = [None] * batch_size
         self.finished: list[MILRResult] = []
+        self.failed: list[FailedPrompt] = []  # on_reward_failure: skip; not results, retried by a re-run
+        self.retries = 0  # reward calls repeated after a transient error, this run
         self.scored: list[PromptState] = []  # prompts scored in the current step, for callbacks
         self.timings: dict[str, float] = {}  # seconds per phase of the current step
         self._context: ImageContext | None = None
@@ -226,6 +260,7 @@ class MILRModule(LightningModule):
         for state in list(self.scored):
             self._apply_stop_rules(state)
         self._log_rewards()
+        self.log("reward/retries", float(self.retries), on_step=False, on_epoch=True, batch_size=1)
         start = time.perf_counter()
         loss = self._loss()
         self.timings["update"] = time.perf_counter() - start
@@ -269,9 +304,25 @@ class MILRModule(LightningModule):
             seconds=time.perf_counter() - state.started,
         )
         self.finished.append(result)
+        self._free(state)
+        return result
+
+    def _free(self, state: PromptState) -> None:
         self.slots[state.slot] = None
         self._reset_latents(state.slot)
-        return result
+
+    def _fail(self, prompts: list[Prompt], reason: str) -> None:
+        """``on_reward_failure: skip``: the prompts of a failed reward call leave the batch as
+        failed; a running one frees its slot like a stopped one, but nothing of it is a result."""
+        for prompt in {id(p): p for p in prompts}.values():  # a prompt's K rows: one failure
+            state = next((s for s in self.active() if s.prompt is prompt), None)
+            step = 0 if state is None else state.step + 1
+            if state is not None:
+                state.stop_reason = StopReason.FAILED
+                self._free(state)
+            self.failed.append(FailedPrompt(prompt, reason, step))
+            logger.warning("prompt %d failed at step %d (%s); on_reward_failure is 'skip': the run carries on, "
+                           "a re-run retries it", prompt.index, step, reason)
 
     # ------------------------------------------------------------------ latents
     def _latents(self, slot: int) -> list[nn.Parameter]:
@@ -296,19 +347,28 @@ class MILRModule(LightningModule):
     def _generator(self, prompt: Prompt) -> torch.Generator:
         return torch.Generator(device=self.backbone.device).manual_seed(prompt_seed(self.hparams.seed, prompt.index))
 
-    def _score(self, images: list, prompts: list[Prompt]):
+    def _score(self, images: list, prompts: list[Prompt]) -> RewardOutput | None:
+        """The reward's answer under the call policy; ``None`` when the call failed and
+        ``on_reward_failure`` is ``skip`` (its prompts are failed, the caller drops them)."""
         start = time.perf_counter()
         try:
-            out = score(self.reward, images, prompts)
+            return score(self.reward, images, prompts, self.call_policy, on_retry=self._count_retry)
         except Exception as err:  # keep the reward's own exception, add where it happened
-            name = getattr(self.reward, "name", type(self.reward).__name__)
+            name = reward_name(self.reward)
+            if self.hparams.on_reward_failure == "skip":
+                self._fail(prompts, f"reward {name!r}: {type(err).__name__}: {err}")
+                return None
             err.add_note(
                 f"reward {name!r} failed on prompts {[p.index for p in prompts]}. Finished prompts are already "
-                "written; re-running the same command resumes with the unfinished ones."
+                "written; re-running the same command resumes with the unfinished ones "
+                "(model.on_reward_failure: skip marks such prompts failed and carries on)."
             )
             raise
-        self.timings["reward"] += time.perf_counter() - start
-        return out
+        finally:
+            self.timings["reward"] += time.perf_counter() - start
+
+    def _count_retry(self, *_: Any) -> None:
+        self.retries += 1
 
     def _image_context(self, prompts: list[str]) -> ImageContext:
         """Prefilled [cond; uncond] prompt rows; reused while the rows' prompts are unchanged
@@ -347,6 +407,8 @@ class MILRModule(LightningModule):
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
         scores = self._score(images, list(prompts))
+        if scores is None:
+            return
         admitted = []
         for j, (prompt, slot) in enumerate(zip(prompts, free)):
             z_t = think.hidden[j][: prefix_length(self.hparams.text_ratio, len(think.hidden[j]))] if self.uses_text else None
@@ -367,15 +429,16 @@ class MILRModule(LightningModule):
                 self._record(state, [first])
             return
         candidates = self._candidates([s for s, _ in admitted])
-        for (state, first), samples in zip(admitted, candidates):
+        for (state, first), samples in zip(admitted, candidates or []):
             self._record(state, [first, *samples], update=samples)
 
     def _decode(self, states: list[PromptState]) -> None:
-        for state, samples in zip(states, self._candidates(states)):
+        for state, samples in zip(states, self._candidates(states) or []):
             self._record(state, samples)
 
-    def _candidates(self, states: list[PromptState]) -> list[list[Sample]]:
-        """Decode and score ``samples_per_step`` candidates per prompt from its current latents."""
+    def _candidates(self, states: list[PromptState]) -> list[list[Sample]] | None:
+        """Decode and score ``samples_per_step`` candidates per prompt from its current latents
+        (``None``: the reward call failed and the prompts are failed)."""
         bb, k = self.backbone, self.hparams.samples_per_step
         start = time.perf_counter()
         rows = [s for s in states for _ in range(k)]
@@ -392,6 +455,8 @@ class MILRModule(LightningModule):
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
         scores = self._score(images, [s.prompt for s in rows])
+        if scores is None:
+            return None
         out = []
         for i in range(len(states)):
             samples = []

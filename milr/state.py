@@ -22,6 +22,7 @@ class StopReason(str, Enum):
     NONFINITE = "nonfinite"  # loss or latent became NaN/inf; best image so far is kept
     CALLBACK = "callback"  # a user callback stopped it (custom rule)
     FIT_END = "fit_end"  # the fit ended (e.g. stock EarlyStopping) while it was running
+    FAILED = "failed"  # its reward call failed (on_reward_failure: skip): no result, a re-run retries it
 
 
 @dataclass
@@ -93,6 +94,15 @@ class PromptState:
     @property
     def reward(self) -> float:
         return self.history[-1].reward
+
+
+@dataclass
+class FailedPrompt:
+    """A prompt whose reward call failed under ``on_reward_failure: skip``: a reason, not a result."""
+
+    prompt: Prompt
+    reason: str  # the reward's name and error
+    step: int  # the step whose reward call failed (0 = the initial generation)
 
 
 @dataclass

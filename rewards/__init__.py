@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from rewards import base
-from rewards.base import Reward, RewardFn, RewardOutput, as_reward, register, score
+from rewards.base import CallPolicy, Reward, RewardFn, RewardOutput, TransientRewardError, as_reward, register, score
 
 FAMILIES = ("pixel", "weighted", "geneval", "t2i_compbench", "mixed", "wise", "unified_reward", "clip_score", "self_reward")
 
@@ -28,4 +28,6 @@ def build(name: str, **kwargs: Any) -> RewardFn:
     return base.build(name, **kwargs)
 
 
-__all__ = ["Reward", "RewardFn", "RewardOutput", "as_reward", "build", "register", "registered", "score"]
+__all__ = [
+    "CallPolicy", "Reward", "RewardFn", "RewardOutput", "TransientRewardError", "as_reward", "build", "register", "registered", "score",
+]

@@ -4,7 +4,8 @@ A judge answers chat conversations (OpenAI-style messages whose content parts ar
 PIL image) with text. Two back-ends: any OpenAI-compatible chat endpoint over plain HTTP
 (``OpenAIJudge``) and a local Qwen2.5-VL through transformers (``QwenVLJudge``). Rewards
 never see raw failures as scores: ``Judge.ask`` re-asks when an answer does not parse and
-raises once the attempts are spent.
+raises once the attempts are spent. A remote judge that stays unreachable raises
+``JudgeUnavailable``, a ``TransientRewardError``, so the caller's ``CallPolicy`` may retry it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import functools
 import hashlib
 import http.client
 import io
-import itertools
 import json
 import logging
 import os
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 import torch
 from PIL import Image
 
+from rewards.base import TransientRewardError, retry
 from rewards.hub import load_pretrained
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ Conversation = list[dict[str, Any]]
 
 class JudgeError(RuntimeError):
     """The judge could not produce a usable answer (network, HTTP or unparseable output)."""
+
+
+class JudgeUnavailable(JudgeError, TransientRewardError):
+    """The judge did not answer (network error, timeout, HTTP 429 or 5xx): worth asking again later."""
 
 
 class JudgeParseError(JudgeError):
@@ -151,7 +155,8 @@ class OpenAIJudge(Judge):
     The API key is read from the environment variable named ``api_key_env`` at request time and is
     scrubbed from every log line and error; an empty ``api_key_env`` sends no Authorization header
     (local vLLM servers). Network errors, timeouts, 429 and 5xx are retried with exponential
-    backoff (``backoff * 2**i`` seconds, capped at ``backoff_max``) ``max_retries`` times.
+    backoff (``backoff * 2**i`` seconds, capped at ``backoff_max``) ``max_retries`` times per
+    request (``rewards.base.retry``), then raise ``JudgeUnavailable``.
     """
 
     def __init__(
@@ -202,25 +207,32 @@ class OpenAIJudge(Judge):
         ).encode()
         key = self._api_key()
         headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-        for attempt in itertools.count():
-            try:
-                request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return _answer_text(json.loads(response.read()))
-            except urllib.error.HTTPError as err:
-                detail = err.read()[:300].decode(errors="replace")
-                reason = _redact(f"HTTP {err.code} {err.reason}: {detail}", key)
-                if err.code != 429 and err.code < 500:
-                    raise JudgeError(f"judge {self.model} at {self.url}: request rejected, {reason}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, ValueError) as err:
-                reason = _redact(f"{type(err).__name__}: {err}", key)
-            if attempt == self.max_retries:
-                raise JudgeError(
-                    f"judge {self.model} at {self.url}: failed after {attempt + 1} attempt(s); last error: {reason}"
-                ) from None
-            delay = min(self.backoff * 2**attempt, self.backoff_max)
-            logger.warning("judge %s: %s; retry %d/%d in %.2fs", self.model, reason, attempt + 1, self.max_retries, delay)
-            time.sleep(delay)
+
+        def log_retry(n: int, err: Exception, delay: float) -> None:
+            logger.warning("judge %s: %s; retry %d/%d in %.2fs", self.model, err, n, self.max_retries, delay)
+
+        try:
+            return retry(lambda: self._post(body, headers, key), retries=self.max_retries, backoff=self.backoff,
+                         backoff_max=self.backoff_max, on_retry=log_retry)
+        except JudgeUnavailable as err:
+            raise JudgeUnavailable(
+                f"judge {self.model} at {self.url}: failed after {self.max_retries + 1} attempt(s); last error: {err}"
+            ) from None
+
+    def _post(self, body: bytes, headers: dict[str, str], key: str) -> str:
+        """One request: the answer text, ``JudgeUnavailable`` for a transient failure, ``JudgeError`` for a rejected request."""
+        try:
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return _answer_text(json.loads(response.read()))
+        except urllib.error.HTTPError as err:
+            detail = err.read()[:300].decode(errors="replace")
+            reason = _redact(f"HTTP {err.code} {err.reason}: {detail}", key)
+            if err.code != 429 and err.code < 500:
+                raise JudgeError(f"judge {self.model} at {self.url}: request rejected, {reason}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, ValueError) as err:
+            reason = _redact(f"{type(err).__name__}: {err}", key)
+        raise JudgeUnavailable(reason)
 
     def _api_key(self) -> str:
         if not self.api_key_env:

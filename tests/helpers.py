@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
 import numpy as np
 import torch
 from PIL import Image
 
 from data.prompt import Prompt
-from rewards.base import Reward, RewardOutput
+from rewards.base import Reward, RewardOutput, TransientRewardError
 
 
 def mean_brightness(images: list[Image.Image], prompts: list[Prompt]) -> torch.Tensor:
@@ -55,6 +60,29 @@ class FailingReward(Reward):
         self.calls += 1
         if self.calls == self.fail_on:
             raise RuntimeError("reward server went away")
+        return RewardOutput(mean_brightness(images, prompts))
+
+
+class UnreliableReward(Reward):
+    """Scores like ``mean_brightness``, except on the (1-based) call numbers in ``fail_calls`` and for
+    calls holding a prompt in ``fail_prompts`` or in the JSON list in the file ``outage`` (while it
+    exists: a server that comes back). Those calls hang ``hang`` seconds and then answer anyway (a
+    late answer), or without ``hang`` raise, a ``TransientRewardError`` when ``transient``."""
+
+    def __init__(self, fail_calls: Sequence[int] = (), fail_prompts: Sequence[int] = (), outage: Optional[str] = None,
+                 hang: float = 0.0, transient: bool = True) -> None:
+        self.fail_calls, self.fail_prompts, self.outage = set(fail_calls), set(fail_prompts), outage
+        self.hang, self.transient = hang, transient
+        self.calls = 0
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        self.calls += 1
+        down = self.fail_prompts | set(json.loads(Path(self.outage).read_text()) if self.outage and Path(self.outage).is_file() else [])
+        if self.calls in self.fail_calls or any(p.index in down for p in prompts):
+            if self.hang:
+                time.sleep(self.hang)
+            else:
+                raise (TransientRewardError if self.transient else RuntimeError)(f"reward server went away (call {self.calls})")
         return RewardOutput(mean_brightness(images, prompts))
 
 

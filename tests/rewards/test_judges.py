@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rewards import judges
+from rewards import base, judges
 from rewards.hub import MissingCheckpointError
 from rewards.judges import JudgeError, JudgeParseError, OpenAIJudge, QwenVLJudge, cache_key, conversation
 from tests.rewards.tiny_models import tiny_qwen_vl
@@ -101,7 +101,7 @@ def server():
 def sleeps(monkeypatch):
     """Record backoff delays instead of sleeping them."""
     delays: list[float] = []
-    monkeypatch.setattr(judges, "time", SimpleNamespace(sleep=delays.append))  # not the server's time.sleep
+    monkeypatch.setattr(base, "time", SimpleNamespace(sleep=delays.append))  # rewards.base.retry sleeps; not the server's time.sleep
     return delays
 
 
