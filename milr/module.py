@@ -37,9 +37,10 @@ from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_p
 from milr.prompts import PromptFormat, check_prompt_format, image_prompt, think_text
 from milr.schedule import StepOrder, StepSchedule
 from milr.state import FailedPrompt, MILRResult, PromptState, Sample, StepRecord, StopReason
-from rewards.base import CallPolicy, Reward, RewardOutput, as_reward, reward_name, score
+from rewards.base import CallPolicy, Reward, TransientRewardError, as_reward, reward_name, score
 
 logger = logging.getLogger(__name__)
+Answer = tuple[float, dict[str, Any]]  # one row's reward and details
 
 Mode = Literal["text", "image", "both"]
 _LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -311,9 +312,10 @@ class MILRModule(LightningModule):
         self.slots[state.slot] = None
         self._reset_latents(state.slot)
 
-    def _fail(self, prompts: list[Prompt], reason: str) -> None:
+    def _fail(self, prompts: list[Prompt], err: Exception) -> None:
         """``on_reward_failure: skip``: the prompts of a failed reward call leave the batch as
         failed; a running one frees its slot like a stopped one, but nothing of it is a result."""
+        reason = f"reward {reward_name(self.reward)!r}: {type(err).__name__}: {err}"
         for prompt in {id(p): p for p in prompts}.values():  # a prompt's K rows: one failure
             state = next((s for s in self.active() if s.prompt is prompt), None)
             step = 0 if state is None else state.step + 1
@@ -347,25 +349,43 @@ class MILRModule(LightningModule):
     def _generator(self, prompt: Prompt) -> torch.Generator:
         return torch.Generator(device=self.backbone.device).manual_seed(prompt_seed(self.hparams.seed, prompt.index))
 
-    def _score(self, images: list, prompts: list[Prompt]) -> RewardOutput | None:
-        """The reward's answer under the call policy; ``None`` when the call failed and
-        ``on_reward_failure`` is ``skip`` (its prompts are failed, the caller drops them)."""
+    def _score(self, images: list, prompts: list[Prompt]) -> list[Answer | None]:
+        """Each row's ``(reward, details)``, scored under the call policy. A call that still fails
+        stops the run (``on_reward_failure: stop``) or fails its prompts (``skip``: their rows are
+        ``None``). With ``skip`` a non-transient failure of a call holding several prompts asks
+        again once per prompt, so only the prompts that fail are failed; a transient one (an
+        outage, a timeout) fails them all, as asking each alone would only repeat the wait."""
         start = time.perf_counter()
         try:
-            return score(self.reward, images, prompts, self.call_policy, on_retry=self._count_retry)
+            return self._answers(images, prompts)
         except Exception as err:  # keep the reward's own exception, add where it happened
-            name = reward_name(self.reward)
-            if self.hparams.on_reward_failure == "skip":
-                self._fail(prompts, f"reward {name!r}: {type(err).__name__}: {err}")
-                return None
-            err.add_note(
-                f"reward {name!r} failed on prompts {[p.index for p in prompts]}. Finished prompts are already "
-                "written; re-running the same command resumes with the unfinished ones "
-                "(model.on_reward_failure: skip marks such prompts failed and carries on)."
-            )
-            raise
+            if self.hparams.on_reward_failure == "stop":
+                err.add_note(
+                    f"reward {reward_name(self.reward)!r} failed on prompts {[p.index for p in prompts]}. Finished "
+                    "prompts are already written; re-running the same command resumes with the unfinished ones "
+                    "(model.on_reward_failure: skip marks such prompts failed and carries on)."
+                )
+                raise
+            rows_of: dict[int, list[int]] = {}
+            for row, prompt in enumerate(prompts):
+                rows_of.setdefault(id(prompt), []).append(row)
+            answers: list[Answer | None] = [None] * len(prompts)
+            if isinstance(err, TransientRewardError) or len(rows_of) == 1:
+                self._fail(prompts, err)
+                return answers
+            for rows in rows_of.values():
+                try:
+                    for row, answer in zip(rows, self._answers([images[r] for r in rows], [prompts[r] for r in rows])):
+                        answers[row] = answer
+                except Exception as one:
+                    self._fail([prompts[rows[0]]], one)
+            return answers
         finally:
             self.timings["reward"] += time.perf_counter() - start
+
+    def _answers(self, images: list, prompts: list[Prompt]) -> list[Answer]:
+        out = score(self.reward, images, prompts, self.call_policy, on_retry=self._count_retry)
+        return list(zip(out.scores.tolist(), out.details))
 
     def _count_retry(self, *_: Any) -> None:
         self.retries += 1
@@ -406,39 +426,38 @@ class MILRModule(LightningModule):
         sample = bb.sample_image(context, generators, record_hidden=self.image_prefix_len)
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
-        scores = self._score(images, list(prompts))
-        if scores is None:
-            return
+        answers = self._score(images, list(prompts))
         admitted = []
         for j, (prompt, slot) in enumerate(zip(prompts, free)):
+            if answers[j] is None:  # failed (on_reward_failure: skip): it takes no slot
+                continue
             z_t = think.hidden[j][: prefix_length(self.hparams.text_ratio, len(think.hidden[j]))] if self.uses_text else None
             z_v = sample.hidden[j] if self.uses_image else None
             self._reset_latents(slot, z_t, z_v)
             text_prefix = bb.text_logits(z_t).argmax(-1).cpu() if z_t is not None else torch.zeros(0, dtype=torch.long)
             image_prefix = sample.tokens[j, : self.image_prefix_len].cpu()
-            first = Sample(text_prefix, image_prefix, texts[j], images[j], float(scores.scores[j]), scores.details[j])
+            first = Sample(text_prefix, image_prefix, texts[j], images[j], *answers[j])
             state = PromptState(prompt, slot, generators[j], texts[j], images[j], last=first, started=start, step_started=start)
             self.slots[slot] = state
             if z_t is not None and len(z_t) == 0:
                 self._record(state, [first])
                 self.stop_prompt(state, StopReason.EMPTY_PREFIX)
             else:
-                admitted.append((state, first))
+                admitted.append(state)
         if self.hparams.estimator != "rloo":
-            for state, first in admitted:
-                self._record(state, [first])
+            for state in admitted:
+                self._record(state, [state.last])
             return
-        candidates = self._candidates([s for s, _ in admitted])
-        for (state, first), samples in zip(admitted, candidates or []):
-            self._record(state, [first, *samples], update=samples)
+        for state, samples in self._candidates(admitted):
+            self._record(state, [state.last, *samples], update=samples)
 
     def _decode(self, states: list[PromptState]) -> None:
-        for state, samples in zip(states, self._candidates(states) or []):
+        for state, samples in self._candidates(states):
             self._record(state, samples)
 
-    def _candidates(self, states: list[PromptState]) -> list[list[Sample]] | None:
-        """Decode and score ``samples_per_step`` candidates per prompt from its current latents
-        (``None``: the reward call failed and the prompts are failed)."""
+    def _candidates(self, states: list[PromptState]) -> list[tuple[PromptState, list[Sample]]]:
+        """Decode and score ``samples_per_step`` candidates per prompt from its current latents;
+        a prompt whose reward failed (``on_reward_failure: skip``) has left and is not listed."""
         bb, k = self.backbone, self.hparams.samples_per_step
         start = time.perf_counter()
         rows = [s for s in states for _ in range(k)]
@@ -454,16 +473,16 @@ class MILRModule(LightningModule):
         sample = bb.sample_image(context, gens, image_prefixes)
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
-        scores = self._score(images, [s.prompt for s in rows])
-        if scores is None:
-            return None
+        answers = self._score(images, [s.prompt for s in rows])
         out = []
-        for i in range(len(states)):
+        for i, state in enumerate(states):
+            if answers[i * k] is None:  # failed: all rows of a prompt fail together
+                continue
             samples = []
             for r in range(i * k, (i + 1) * k):
                 prefix = image_prefixes[r].cpu() if image_prefixes is not None else torch.zeros(0, dtype=torch.long)
-                samples.append(Sample(text_prefixes[r], prefix, texts[r], images[r], float(scores.scores[r]), scores.details[r]))
-            out.append(samples)
+                samples.append(Sample(text_prefixes[r], prefix, texts[r], images[r], *answers[r]))
+            out.append((state, samples))
         return out
 
     def _text_prefix(self, state: PromptState) -> torch.Tensor:

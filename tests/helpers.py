@@ -69,6 +69,8 @@ class UnreliableReward(Reward):
     exists: a server that comes back). Those calls hang ``hang`` seconds and then answer anyway (a
     late answer), or without ``hang`` raise, a ``TransientRewardError`` when ``transient``."""
 
+    name = "unreliable"
+
     def __init__(self, fail_calls: Sequence[int] = (), fail_prompts: Sequence[int] = (), outage: Optional[str] = None,
                  hang: float = 0.0, transient: bool = True) -> None:
         self.fail_calls, self.fail_prompts, self.outage = set(fail_calls), set(fail_prompts), outage

@@ -37,8 +37,9 @@ def test_demo_writes_the_geneval_layout_traces_summary_and_tensorboard(tmp_path)
     assert on_disk == summary and summary["prompts"] == 6
     assert set(summary) == {
         "prompts", "initial_reward_mean", "final_reward_mean", "selected_reward_mean", "best_reward_mean", "mean_steps",
-        "seconds_this_run", "seconds_all_runs",
+        "seconds_this_run", "seconds_all_runs", "reward_retries", "failed",
     }
+    assert summary["failed"] == [] and not (tmp_path / "failed").exists()
     assert summary["selected_reward_mean"] == summary["best_reward_mean"]  # select: best
     assert summary["best_reward_mean"] >= summary["initial_reward_mean"]
     assert "model:" in (tmp_path / "config.yaml").read_text()
@@ -89,6 +90,26 @@ def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path):
     assert summary["prompts"] == 6
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished prompts were not redone
     assert run(tmp_path) == {}  # a third run finds nothing to do (and does not trip on config.yaml)
+
+
+def test_skip_lists_a_failed_prompt_and_a_rerun_with_the_reward_back_completes_it(tmp_path):
+    outage = tmp_path / "outage.json"  # the reward server is down for prompt 2 while this file exists
+    outage.write_text("[2]")
+    out = tmp_path / "out"
+    flaky = ["--model.reward", "tests.helpers.UnreliableReward", "--model.reward.outage", str(outage), "--data.batch_size", "1",
+             "--model.on_reward_failure", "skip", "--model.reward_retries", "1", "--model.reward_backoff", "0"]
+    summary = run(out, *flaky)
+    assert summary["prompts"] == 5 and summary["reward_retries"] == 1  # prompt 2: one retry, then failed
+    [failed] = summary["failed"]
+    assert (failed["index"], failed["step"]) == (2, 0) and "TransientRewardError: reward server went away" in failed["reason"]
+    record = json.loads((out / "failed" / "00002.json").read_text())
+    assert {k: record[k] for k in failed} == failed and record["metadata"]["prompt"] == failed["prompt"]
+    assert not (out / "00002").exists()  # a failed prompt is not written as complete
+    outage.unlink()  # the server is back: the same command retries the failed prompt only
+    summary = run(out, *flaky)
+    assert summary["prompts"] == 6 and summary["failed"] == [] and summary["reward_retries"] == 0
+    assert (out / "00002" / "result.json").is_file() and not list((out / "failed").iterdir())
+    assert [json.loads(line)["prompts_written"] for line in (out / "runs.jsonl").read_text().splitlines()] == [5, 1]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """MILRModule on the tiny model: modes, stopping, selection, latents-only state, gradients,
-precision, refill equivalence and the policy-gradient mechanics."""
+precision, refill equivalence, the policy-gradient mechanics and rewards that fail or hang."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from milr.module import MILRModule, prompt_seed
 from milr.objective import prefix_length, token_log_prob
 from milr.prompts import image_prompt, think_text
 from milr.state import StopReason
-from tests.helpers import ConstantReward, ScriptedReward, mean_brightness
+from rewards.base import Reward, RewardOutput, TransientRewardError
+from tests.helpers import ConstantReward, ScriptedReward, UnreliableReward, mean_brightness
 
 PROMPTS = ["a red apple", "a blue cup", "a green bird on a branch", "a yellow taxi"]
 
@@ -290,3 +291,88 @@ def test_quirk_options_are_validated(tiny):
         MILRModule(tiny, ConstantReward(), prompt_format="chatml", image_ratio=0.25)
     with pytest.raises(ValueError, match="mode='both'"):
         MILRModule(tiny, ConstantReward(), mode="image", step_order="text_image", image_ratio=0.25)
+
+
+# ---------------------------------------------------------------- rewards that fail or hang
+class Grab(Callback):
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.module = pl_module
+
+
+def failures(module) -> list[tuple[int, int]]:
+    return [(f.prompt.index, f.step) for f in module.failed]
+
+
+def test_skip_fails_only_the_prompt_whose_reward_breaks_and_the_others_complete(tiny):
+    grab = Grab()
+    reward = UnreliableReward(fail_prompts=[1], transient=False)
+    results = run(tiny, PROMPTS[:3], reward=reward, batch_size=2, on_reward_failure="skip", callbacks=[grab])
+    # prompts 0 and 1 share the first call: asked again one by one, only prompt 1 fails
+    assert [(r.prompt.index, r.steps, r.stop_reason) for r in results] == [(0, 3, StopReason.MAX_STEPS), (2, 3, StopReason.MAX_STEPS)]
+    assert failures(grab.module) == [(1, 0)]
+    assert "reward 'unreliable': RuntimeError: reward server went away" in grab.module.failed[0].reason
+    assert grab.module.slots == [None, None] and grab.module.retries == 0  # not transient: never repeated
+
+
+def test_skip_mid_run_frees_the_failed_prompts_slot_for_the_next_one(tiny):
+    grab, rec = Grab(), Recorder()
+    results = run(tiny, PROMPTS[:2], reward=UnreliableReward(fail_calls=[3], transient=False), on_reward_failure="skip",
+                  callbacks=[grab, rec])
+    assert failures(grab.module) == [(0, 2)]  # steps 0 and 1 scored, step 2's call failed
+    assert [(r.prompt.index, r.steps) for r in results] == [(1, 3)]
+    assert [[i for i, _, _ in step] for step in rec.scored] == [[0], [0], [], [1], [1], [1], [1]]
+
+
+def test_a_hanging_reward_times_out_is_retried_and_skip_fails_its_prompt(tiny):
+    grab = Grab()
+    reward = UnreliableReward(fail_prompts=[0], hang=2.0)  # answers, but only after 2 s
+    results = run(tiny, PROMPTS[:2], reward=reward, max_steps=1, reward_timeout=0.2, reward_retries=1, reward_backoff=0.0,
+                  on_reward_failure="skip", callbacks=[grab])
+    assert [r.prompt.index for r in results] == [1] and failures(grab.module) == [(0, 0)]
+    assert "RewardTimeout: no answer within 0.2 s" in grab.module.failed[0].reason
+    assert grab.module.retries == 1 and grab.module.trainer.callback_metrics["reward/retries"] == 1
+
+
+def test_a_transient_error_answered_on_retry_gives_the_undisturbed_runs_result(tiny):
+    grab = Grab()
+    [steady] = run(tiny, reward=UnreliableReward())
+    [flaky] = run(tiny, reward=UnreliableReward(fail_calls=[2, 3]), reward_retries=2, reward_backoff=0.0, callbacks=[grab])
+    assert flaky.rewards == steady.rewards and flaky.steps == 3  # call 4 answered step 1
+    assert grab.module.retries == 2 and grab.module.trainer.callback_metrics["reward/retries"] == 2
+
+
+def test_under_stop_errors_end_the_run_naming_the_prompts_after_bounded_retries_of_transient_ones(tiny):
+    transient = UnreliableReward(fail_calls=[2, 3, 4])
+    with pytest.raises(TransientRewardError, match=r"call 4") as err:
+        run(tiny, reward=transient, reward_retries=2, reward_backoff=0.0)
+    assert transient.calls == 4 and any("failed on prompts [0]" in note for note in err.value.__notes__)
+    broken = UnreliableReward(fail_calls=[2], transient=False)
+    with pytest.raises(RuntimeError, match=r"call 2"):
+        run(tiny, reward=broken, reward_retries=2, reward_backoff=0.0)
+    assert broken.calls == 2  # not transient: not repeated
+
+
+def test_details_that_are_not_json_are_an_error_before_the_prompt_is_optimised(tiny):
+    class TensorDetails(Reward):
+        name = "tensor_details"
+        calls = 0
+
+        def evaluate(self, images, prompts):
+            self.calls += 1
+            return RewardOutput(torch.full((len(images),), 0.5), [{"mask": torch.ones(2)} for _ in images])
+
+    reward, rec = TensorDetails(), Recorder()
+    with pytest.raises(ValueError, match=r"reward 'tensor_details', image 0 \(prompt 0\): details key 'mask' is not JSON"):
+        run(tiny, reward=reward, callbacks=[rec])
+    assert reward.calls == 1 and rec.before == []  # the first call, no optimiser step
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("reward_timeout", 0.0, "reward_timeout must be > 0"),
+    ("reward_retries", -1, "reward_retries must be >= 0"),
+    ("reward_backoff", -0.5, "reward_backoff must be >= 0"),
+    ("on_reward_failure", "ignore", "on_reward_failure must be 'stop'"),
+])
+def test_bad_reward_call_options_are_refused_naming_the_option(tiny, option, value, message):
+    with pytest.raises(ValueError, match=message):
+        MILRModule(tiny, ConstantReward(), image_ratio=0.25, **{option: value})

@@ -18,7 +18,8 @@ from PIL import Image
 
 from rewards import base, judges
 from rewards.hub import MissingCheckpointError
-from rewards.judges import JudgeError, JudgeParseError, OpenAIJudge, QwenVLJudge, cache_key, conversation
+from rewards.base import TransientRewardError
+from rewards.judges import JudgeError, JudgeParseError, JudgeUnavailable, OpenAIJudge, QwenVLJudge, cache_key, conversation
 from tests.rewards.tiny_models import tiny_qwen_vl
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
@@ -171,10 +172,11 @@ def test_backoff_is_capped_and_retries_are_bounded(server, monkeypatch, sleeps):
     monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
     server.default = ("json", 500, {"error": "down"})
     judge = make_judge(server, max_retries=4, backoff=1.0, backoff_max=3.0)
-    with pytest.raises(JudgeError, match=r"failed after 5 attempt\(s\).*HTTP 500"):
+    with pytest.raises(JudgeUnavailable, match=r"failed after 5 attempt\(s\).*HTTP 500") as err:
         judge.complete(conversation("q"))
     assert len(server.requests) == 5
     assert sleeps == [1.0, 2.0, 3.0, 3.0]
+    assert isinstance(err.value, TransientRewardError)  # the run's reward_retries may ask again later
 
 
 def test_malformed_response_payload_is_retried(server, monkeypatch, sleeps):
@@ -191,6 +193,7 @@ def test_client_error_is_not_retried_and_key_is_redacted(server, monkeypatch, sl
     with pytest.raises(JudgeError) as err:
         make_judge(server).complete(conversation("q"))
     assert len(server.requests) == 1 and sleeps == []
+    assert not isinstance(err.value, TransientRewardError)  # a rejected request is not asked again
     assert "HTTP 401" in str(err.value) and "[REDACTED]" in str(err.value)
     assert SECRET not in "".join(traceback.format_exception(err.value))
 
