@@ -227,7 +227,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     for key, value in writer.summary.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(len(value) if key == "failed" else value))
     console.print(table)
-    if failed := writer.summary["failed"]:
+    if failed := writer.summary.get("failed"):  # empty in a launcher process whose ranks wrote it
         console.print(f"[bold yellow]{len(failed)} prompt{'s' if len(failed) != 1 else ''} failed[/] (reasons in {out}/summary.json "
                       "and failed/): re-running the same command retries them")
     return writer.summary

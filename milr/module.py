@@ -352,36 +352,40 @@ class MILRModule(LightningModule):
     def _score(self, images: list, prompts: list[Prompt]) -> list[Answer | None]:
         """Each row's ``(reward, details)``, scored under the call policy. A call that still fails
         stops the run (``on_reward_failure: stop``) or fails its prompts (``skip``: their rows are
-        ``None``). With ``skip`` a non-transient failure of a call holding several prompts asks
-        again once per prompt, so only the prompts that fail are failed; a transient one (an
-        outage, a timeout) fails them all, as asking each alone would only repeat the wait."""
+        ``None``)."""
         start = time.perf_counter()
         try:
             return self._answers(images, prompts)
         except Exception as err:  # keep the reward's own exception, add where it happened
-            if self.hparams.on_reward_failure == "stop":
-                err.add_note(
-                    f"reward {reward_name(self.reward)!r} failed on prompts {[p.index for p in prompts]}. Finished "
-                    "prompts are already written; re-running the same command resumes with the unfinished ones "
-                    "(model.on_reward_failure: skip marks such prompts failed and carries on)."
-                )
-                raise
-            rows_of: dict[int, list[int]] = {}
-            for row, prompt in enumerate(prompts):
-                rows_of.setdefault(id(prompt), []).append(row)
-            answers: list[Answer | None] = [None] * len(prompts)
-            if isinstance(err, TransientRewardError) or len(rows_of) == 1:
-                self._fail(prompts, err)
-                return answers
-            for rows in rows_of.values():
-                try:
-                    for row, answer in zip(rows, self._answers([images[r] for r in rows], [prompts[r] for r in rows])):
-                        answers[row] = answer
-                except Exception as one:
-                    self._fail([prompts[rows[0]]], one)
-            return answers
+            if self.hparams.on_reward_failure == "skip":
+                return self._skip(err, images, prompts)
+            err.add_note(
+                f"reward {reward_name(self.reward)!r} failed on prompts {[p.index for p in prompts]}. Finished "
+                "prompts are already written; re-running the same command resumes with the unfinished ones "
+                "(model.on_reward_failure: skip marks such prompts failed and carries on)."
+            )
+            raise
         finally:
             self.timings["reward"] += time.perf_counter() - start
+
+    def _skip(self, err: Exception, images: list, prompts: list[Prompt]) -> list[Answer | None]:
+        """After a failed call under ``skip``: a non-transient failure of a call holding several
+        prompts asks again once per prompt, so only the prompts that fail are failed; a transient
+        one (an outage, a timeout) fails them all, as asking each alone would only repeat the wait."""
+        rows_of: dict[int, list[int]] = {}
+        for row, prompt in enumerate(prompts):
+            rows_of.setdefault(id(prompt), []).append(row)
+        answers: list[Answer | None] = [None] * len(prompts)
+        if isinstance(err, TransientRewardError) or len(rows_of) == 1:
+            self._fail(prompts, err)
+            return answers
+        for rows in rows_of.values():
+            try:
+                for row, answer in zip(rows, self._answers([images[r] for r in rows], [prompts[r] for r in rows])):
+                    answers[row] = answer
+            except Exception as one:
+                self._fail([prompts[rows[0]]], one)
+        return answers
 
     def _answers(self, images: list, prompts: list[Prompt]) -> list[Answer]:
         out = score(self.reward, images, prompts, self.call_policy, on_retry=self._count_retry)

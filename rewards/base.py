@@ -96,8 +96,8 @@ class RewardTimeout(TransientRewardError):
 @dataclass(frozen=True)
 class CallPolicy:
     """How ``score`` calls a reward: at most ``timeout`` seconds per call (None: no limit, called
-    inline), then up to ``retries`` repeats of a call that raised ``TransientRewardError``, the
-    i-th after ``min(backoff · 2**i, backoff_max)`` seconds."""
+    inline), then up to ``retries`` repeats of a call that raised ``TransientRewardError``, repeat
+    ``n`` after ``min(backoff · 2**(n-1), backoff_max)`` seconds."""
 
     timeout: float | None = None
     retries: int = 0
