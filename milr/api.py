@@ -112,5 +112,6 @@ def optimize(
         image_loss_tokens=image_loss_tokens,
     )
     make_trainer(backbone, callbacks, **trainer_kwargs).fit(module, train_dataloaders=feed_loader(PromptStream(items)))
-    order = {p.index: i for i, p in enumerate(items)}
-    return sorted(module.finished, key=lambda r: order[r.prompt.index])
+    module.finish_running()  # a fit that ended early (EarlyStopping, max_time): return what each prompt has
+    order = {p.uid: i for i, p in enumerate(items)}
+    return sorted(module.finished, key=lambda r: order[r.prompt.uid])

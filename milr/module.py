@@ -19,6 +19,7 @@ The frozen backbone is a plain attribute, not a submodule: ``parameters()`` and
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, Callable, Literal, Sequence
 
@@ -48,9 +49,9 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def prompt_seed(seed: int, index: int) -> int:
-    """Each prompt's own seed: results do not depend on run order or batch composition."""
-    return (seed * 1_000_003 + index) % (2**62)
+def prompt_seed(seed: int, index: int, repeat: int = 0) -> int:
+    """Each prompt's (and repeat's) own seed: results do not depend on run order or batch composition."""
+    return (seed * 1_000_003 + index + repeat * 1_000_000_007) % (2**62)
 
 
 def check_options(
@@ -199,6 +200,7 @@ class MILRModule(LightningModule):
         self.scored: list[PromptState] = []  # prompts scored in the current step, for callbacks
         self.timings: dict[str, float] = {}  # seconds per phase of the current step
         self._context: ImageContext | None = None
+        self._snapshots: dict[str, dict[str, Any]] = {}  # uid -> snapshot of a prompt to continue (see resume)
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
@@ -238,9 +240,53 @@ class MILRModule(LightningModule):
             if not all(torch.isfinite(p).all() for p in self._latents(state.slot)):
                 self.stop_prompt(state, StopReason.NONFINITE)
 
-    def on_train_end(self) -> None:
-        for state in self.active():
-            self.stop_prompt(state, StopReason.FIT_END)
+    def finish_running(self) -> list[MILRResult]:
+        """Finish every running prompt with ``FIT_END`` (what ``milr.optimize`` returns when a fit
+        ends early, e.g. by stock ``EarlyStopping``; the runner keeps them in flight instead)."""
+        return [self.stop_prompt(state, StopReason.FIT_END) for state in self.active()]
+
+    # ------------------------------------------------------------------ in-flight prompts across runs
+    def snapshot(self, state: PromptState) -> dict[str, Any]:
+        """Everything a running prompt needs to continue in another process exactly where it is:
+        its bookkeeping, generator state, latents and optimiser state (taken after the update)."""
+        optimizer = self.trainer.optimizers[0]
+        params = self._latents(state.slot)
+        saved = copy.copy(state)
+        saved.generator = None
+        return {
+            "uid": state.prompt.uid,
+            "sha": state.prompt.sha,
+            "state": saved,
+            "generator": state.generator.get_state(),
+            "elapsed": (time.perf_counter() - state.started, time.perf_counter() - state.step_started),
+            "latents": [p.detach().cpu().clone() for p in params],
+            "optimizer": [{k: (v.detach().cpu().clone() if torch.is_tensor(v) else v) for k, v in optimizer.state.get(p, {}).items()} for p in params],
+        }
+
+    def resume(self, snapshots: Sequence[dict[str, Any]]) -> None:
+        """Prompts to continue from ``snapshot`` records instead of starting them anew, when the
+        stream hands them out (the runner puts them first)."""
+        self._snapshots = {s["uid"]: s for s in snapshots}
+
+    def _restore(self, snapshot: dict[str, Any], slot: int) -> PromptState:
+        state: PromptState = copy.copy(snapshot["state"])
+        state.slot = slot
+        state.generator = torch.Generator(device=self.backbone.device)
+        state.generator.set_state(snapshot["generator"])
+        now = time.perf_counter()
+        state.started, state.step_started = now - snapshot["elapsed"][0], now - snapshot["elapsed"][1]
+        params = self._latents(slot)
+        if len(params) != len(snapshot["latents"]):
+            raise ValueError(f"prompt {state.prompt.uid}: its saved latents do not fit mode={self.hparams.mode!r}")
+        optimizer = self.trainer.optimizers[0]
+        for param, value, opt_state in zip(params, snapshot["latents"], snapshot["optimizer"]):
+            param.data = value.to(device=self.device, dtype=self.latent_dtype).clone()
+            param.grad = None
+            optimizer.state.pop(param, None)
+            if opt_state:
+                optimizer.state[param] = {k: (v.to(self.device) if torch.is_tensor(v) and v.dim() else v) for k, v in opt_state.items()}
+        self.slots[slot] = state
+        return state
 
     # ------------------------------------------------------------------ public API for callbacks
     def active(self) -> list[PromptState]:
@@ -294,7 +340,8 @@ class MILRModule(LightningModule):
 
     # ------------------------------------------------------------------ decoding
     def _generator(self, prompt: Prompt) -> torch.Generator:
-        return torch.Generator(device=self.backbone.device).manual_seed(prompt_seed(self.hparams.seed, prompt.index))
+        seed = prompt_seed(self.hparams.seed, prompt.index, prompt.repeat)
+        return torch.Generator(device=self.backbone.device).manual_seed(seed)
 
     def _score(self, images: list, prompts: list[Prompt]):
         start = time.perf_counter()
@@ -332,6 +379,10 @@ class MILRModule(LightningModule):
         """Stage 0 for new prompts: think text, initial image, reward; latents from their hidden
         states. With ``rloo`` the new prompts also decode ``samples_per_step`` candidates from
         those latents, so the first update already has its leave-one-out baseline."""
+        restored = [(p, slot) for p, slot in zip(prompts, free) if p.uid in self._snapshots]
+        for prompt, slot in restored:
+            self._restore(self._snapshots.pop(prompt.uid), slot)
+        prompts, free = [p for p in prompts if p.uid not in {r.uid for r, _ in restored}], [s for s in free if self.slots[s] is None]
         if not prompts:
             return
         bb = self.backbone

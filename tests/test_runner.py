@@ -29,15 +29,15 @@ def test_demo_writes_the_geneval_layout_traces_summary_and_tensorboard(tmp_path)
         meta = json.loads((folder / "metadata.jsonl").read_text())
         assert meta["prompt"]
         assert Image.open(folder / "samples" / "0000.png").size == (32, 32)
-        assert Image.open(folder / "initial.png").size == (32, 32)
-        trace = [json.loads(line) for line in (folder / "trace.jsonl").read_text().splitlines()]
+        assert Image.open(folder / "initial" / "0000.png").size == (32, 32)
+        trace = [json.loads(line) for line in (folder / "trace" / "0000.jsonl").read_text().splitlines()]
         assert [t["step"] for t in trace] == list(range(len(trace))) and 1 <= len(trace) <= 4
         assert all({"reward", "text", "seconds"} <= set(t) for t in trace)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == summary and summary["prompts"] == 6
     assert set(summary) == {
-        "prompts", "initial_reward_mean", "final_reward_mean", "selected_reward_mean", "best_reward_mean", "mean_steps",
-        "seconds_this_run", "seconds_all_runs",
+        "prompts", "images", "initial_reward_mean", "final_reward_mean", "selected_reward_mean", "best_reward_mean",
+        "mean_steps", "in_flight", "seconds_this_run", "seconds_all_runs",
     }
     assert summary["selected_reward_mean"] == summary["best_reward_mean"]  # select: best
     assert summary["best_reward_mean"] >= summary["initial_reward_mean"]
@@ -77,18 +77,20 @@ def test_the_run_shows_no_warnings_a_user_cannot_act_on(tmp_path, monkeypatch, r
     assert lightning_log.filter(record("GPU available: False, used: False"))  # Lightning's own info stays
 
 
-def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path):
-    failing = ["--model.reward", "tests.helpers.FailingReward", "--model.reward.fail_on", "6", "--data.batch_size", "1"]
+def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path, monkeypatch):
+    crashing = ["--model.reward", "tests.helpers.CrashingReward", "--data.batch_size", "1"]
+    monkeypatch.setenv("MILR_TEST_CRASH_ON", "6")
     with pytest.raises(RuntimeError, match="reward server went away"):
-        run(tmp_path, *failing)
+        run(tmp_path, *crashing)
+    monkeypatch.delenv("MILR_TEST_CRASH_ON")
     done = sorted(p.name for p in tmp_path.glob("*/result.json"))
     assert 1 <= len(done) < 6  # some prompts were written before the crash, some were not
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/samples/0000.png")}
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no partial files
-    summary = run(tmp_path)
+    summary = run(tmp_path, *crashing)
     assert summary["prompts"] == 6
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished prompts were not redone
-    assert run(tmp_path) == {}  # a third run finds nothing to do (and does not trip on config.yaml)
+    assert run(tmp_path, *crashing) == {}  # a third run finds nothing to do (and does not trip on config.yaml)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +99,7 @@ def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path):
 )
 def test_every_config_parses_against_the_cli(config, capsys):
     args = ["--config", str(ROOT / config)]
-    if config.startswith("configs/rewards/"):
+    if config.startswith(("configs/rewards/", "configs/presets/")):
         args = ["--config", str(ROOT / "configs" / "demo.yaml"), *args]
     with pytest.raises(SystemExit) as exit_:
         train_free_runner.main([*args, "--print_config"])
@@ -123,7 +125,7 @@ def test_each_ablation_step_order_runs_end_to_end_through_the_runner(tmp_path, o
                   "--data.prompts", "[a red apple, a blue car]", "--data.batch_size", "2")
     assert summary["prompts"] == 2 and summary["mean_steps"] == 3  # no threshold: the whole budget
     for folder in ("00000", "00001"):
-        trace = [json.loads(line) for line in (tmp_path / folder / "trace.jsonl").read_text().splitlines()]
+        trace = [json.loads(line) for line in (tmp_path / folder / "trace" / "0000.jsonl").read_text().splitlines()]
         assert [t["step"] for t in trace] == [0, 1, 2, 3]  # one reward call per (sub-)step, all in the budget
         assert all(t["sample_rewards"] == [t["reward"]] for t in trace)
     assert "step_order: " + order in (tmp_path / "config.yaml").read_text()

@@ -59,7 +59,7 @@ def test_the_real_runner_output_reads_back_exports_and_reports(tmp_path):
     assert [p.key for p in run.prompts] == [f"{i:05d}" for i in range(6)]
     for p in run.prompts:
         [r] = p.repeats
-        assert r.sample.is_file() and r.initial.name == "initial.png" and 1 <= len(r.trace) <= 3
+        assert r.sample.is_file() and r.initial == r.sample.parent.parent / "initial" / "0000.png" and 1 <= len(r.trace) <= 3
         assert r.selected_step is not None and r.selected_step["reward"] == r.selected_reward
         assert r.initial_text == r.trace[0]["text"] and r.initial_reward == r.trace[0]["reward"]
     export.export_t2i_compbench(run, tmp_path / "compbench")
