@@ -131,4 +131,6 @@ class MILRResult:
 
     @property
     def initial_reward(self) -> float:
-        return self.rewards[0]
+        """Reward of ``initial_image``, the plain stage-0 sample (with ``rloo`` step 0 also scores
+        K candidates, and ``rewards[0]`` is the best of them all)."""
+        return self.history[0].sample_rewards[0]

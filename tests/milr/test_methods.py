@@ -159,3 +159,8 @@ def test_method_options_are_checked():
         check_options(**base, method="best_of_n", best_of_n=0)
     assert step_budget("base", 20, "reference", 1, None) == 0
     assert step_budget("best_of_n", 20, "reference", 1, None) == 20 and step_budget("best_of_n", 20, "rloo", 2, 5) == 4
+
+
+def test_initial_reward_is_the_initial_images_also_when_rloo_scores_candidates_at_stage_0(tiny):
+    [result] = run(tiny, reward=ScriptedReward({0: [0.5, 1.0, 0.0]}), estimator="rloo", samples_per_step=2, max_steps=1)
+    assert result.initial_reward == 0.5 and result.rewards[0] == 1.0  # the plain sample's, not the best of step 0
