@@ -14,8 +14,8 @@ precision plugins, loggers and callbacks (``EarlyStopping`` included) drive the 
    Adam's momentum cannot move them either.
 
 ``method`` (``milr.methods``) swaps in the baselines at the same cost: ``base`` stops after
-stage 0, ``best_of_n`` re-samples step 2 from the stage-0 image prompt without latents and
-makes no update, ``anti_reward`` updates towards 1 − R. ``monitors`` are extra rewards that
+stage 0, ``best_of_n`` decodes each later step's image afresh from the stage-0 image prompt
+(no latents, no update), ``anti_reward`` updates towards 1 − R. ``monitors`` are extra rewards that
 score the initial and the selected image (and each step's, with ``monitor_every_step``): logged
 and reported, never in the loss.
 
