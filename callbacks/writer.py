@@ -99,13 +99,19 @@ def result_record(result: MILRResult) -> dict[str, Any]:
     """One repeat's line of ``result.json``."""
     return {
         "repeat": result.prompt.repeat,
+        "method": result.method,
+        "initial_text": result.initial_text,
         "text": result.text,
         "initial_reward": result.initial_reward,
         "final_reward": result.final_reward,
         "selected_reward": result.selected_reward,
         "best_reward": result.best_reward,
+        "selected_step": result.selected_step,
         "steps": result.steps,
         "stop_reason": result.stop_reason.value,
+        "reward_calls": result.reward_calls,
+        "decoded_images": result.decoded_images,
+        "monitors": result.monitors,
         "seconds": round(result.seconds, 4),
     }
 

@@ -13,6 +13,12 @@ precision plugins, loggers and callbacks (``EarlyStopping`` included) drive the 
    the step order (``milr.schedule``) names for this step; Lightning's optimiser moves them. A stopped prompt's latents get no gradient (``None``), so
    Adam's momentum cannot move them either.
 
+``method`` (``milr.methods``) swaps in the baselines at the same cost: ``base`` stops after
+stage 0, ``best_of_n`` decodes each later step's image afresh from the stage-0 image prompt
+(no latents, no update), ``anti_reward`` updates towards 1 − R. ``monitors`` are extra rewards that
+score the initial and the selected image (and each step's, with ``monitor_every_step``): logged
+and reported, never in the loss.
+
 The frozen backbone is a plain attribute, not a submodule: ``parameters()`` and
 ``state_dict()`` hold only the latents.
 """
@@ -29,6 +35,7 @@ from torch import nn
 
 from data.prompt import Prompt
 from milr.backbone import ImageContext, JanusBackbone
+from milr.methods import METHODS, UPDATING, Method, optimised_reward, step_budget
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
 from milr.prompts import PromptFormat, check_prompt_format, image_prompt, think_text
 from milr.schedule import StepOrder, StepSchedule
@@ -70,6 +77,8 @@ def check_options(
     phase_steps: int | None = None,
     latent_dtype: str = "float32",
     image_loss_tokens: str = "sampled",
+    method: str = "milr",
+    best_of_n: int | None = None,
     prefix: str = "",
     **_: Any,
 ) -> None:
@@ -98,6 +107,12 @@ def check_options(
         fail("samples_per_step", f"must be >= 2 with estimator 'rloo' (leave-one-out baseline), got {samples_per_step}")
     if batch_size < 1:
         fail("batch_size", f"must be >= 1, got {batch_size}")
+    if method not in METHODS:
+        fail("method", f"must be one of {list(METHODS)}, got {method!r}")
+    if best_of_n is not None and method != "best_of_n":
+        fail("best_of_n", f"is N of method 'best_of_n' only (method is {method!r}): leave it null")
+    if best_of_n is not None and best_of_n < 1:
+        fail("best_of_n", f"must be >= 1 images per prompt (null: MILR's reward-call budget), got {best_of_n}")
     if latent_dtype not in _LATENT_DTYPES:
         fail("latent_dtype", f"must be one of {list(_LATENT_DTYPES)}, got {latent_dtype!r}")
     if image_loss_tokens not in ("sampled", "argmax"):
@@ -110,6 +125,19 @@ def check_options(
             check()
         except ValueError as err:
             raise ValueError(f"{prefix}{err}") from None
+
+
+def named_monitors(monitors: Sequence[Reward | Callable[[list, list], Any]]) -> dict[str, Reward]:
+    """Monitors by name (the reward's ``name``; a repeated name gets ``_2``, ``_3``, ...)."""
+    named: dict[str, Reward] = {}
+    for monitor in map(as_reward, monitors):
+        base = getattr(monitor, "name", type(monitor).__name__)
+        name, n = base, 1
+        while name in named:
+            n += 1
+            name = f"{base}_{n}"
+        named[name] = monitor
+    return named
 
 
 class MILRModule(LightningModule):
@@ -140,6 +168,14 @@ class MILRModule(LightningModule):
         latent_dtype: ``float32``, or ``bfloat16`` as the reference (Adam on bf16 latents).
         image_loss_tokens: log-probability of the ``sampled`` image prefix tokens the image used,
             or of the ``argmax`` tokens of the latents as the reference (which decodes sampled ones).
+        method: ``milr``; or at the same cost ``base`` (the stage-0 image only), ``best_of_n``
+            (independent images of the prompt, no latents) or ``anti_reward`` (MILR towards 1 − R,
+            R recorded); see ``milr.methods``.
+        best_of_n: N, images per prompt of ``best_of_n`` (default: MILR's reward-call budget,
+            ``max_steps + 1`` with the reference estimator).
+        monitors: extra rewards that score the initial and the selected image, logged and
+            reported as held-out judges, never optimised.
+        monitor_every_step: monitors also score each step's best image (trace ``monitors``).
     """
 
     def __init__(
@@ -164,17 +200,24 @@ class MILRModule(LightningModule):
         phase_steps: int | None = None,
         latent_dtype: Literal["float32", "bfloat16"] = "float32",
         image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
+        method: Method = "milr",
+        best_of_n: int | None = None,
+        monitors: list[Reward | Callable[[list, list], Any]] | None = None,
+        monitor_every_step: bool = False,
     ) -> None:
         super().__init__()
         check_options(
             mode=mode, text_ratio=text_ratio, image_ratio=image_ratio, lr=lr, max_steps=max_steps,
             reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step,
             batch_size=batch_size, prompt_format=prompt_format, step_order=step_order, phase_steps=phase_steps,
-            latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens,
+            latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens, method=method, best_of_n=best_of_n,
         )
-        self.save_hyperparameters(ignore=["backbone", "reward"])
+        self.save_hyperparameters(ignore=["backbone", "reward", "monitors"])
         self.backbone = backbone
         self.reward = as_reward(reward)
+        self.monitors = named_monitors(monitors or [])
+        self.updates = method in UPDATING
+        self.step_budget = step_budget(method, max_steps, estimator, samples_per_step, best_of_n)
         self.uses_text = mode in ("text", "both")
         self.uses_image = mode in ("image", "both")
         self.think_in_image = mode != "image" or image_mode_think  # the image prompt carries the think text
@@ -207,7 +250,8 @@ class MILRModule(LightningModule):
         root = self.trainer.strategy.root_device
         if root != self.backbone.device:  # e.g. one GPU per rank: follow Lightning's placement
             self.backbone.to(root)
-        self.reward.setup(device=self.backbone.device, dtype=self.backbone.dtype, backbone=self.backbone)
+        for reward in (self.reward, *self.monitors.values()):
+            reward.setup(device=self.backbone.device, dtype=self.backbone.dtype, backbone=self.backbone)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = list(self.parameters())
@@ -225,6 +269,8 @@ class MILRModule(LightningModule):
         stale = [s for s in self.slots if s is not None and not s.fresh]
         if stale:
             self._decode(stale)
+        if self.monitors and self.hparams.monitor_every_step:
+            self._monitor_steps(self.scored)
         for state in list(self.scored):
             self._apply_stop_rules(state)
         self._log_rewards()
@@ -300,6 +346,7 @@ class MILRModule(LightningModule):
         state.stop_reason = StopReason(reason)
         chosen = state.best if self.hparams.select == "best" else state.last
         assert chosen is not None and state.best is not None
+        step = state.best_step if self.hparams.select == "best" else state.step
         result = MILRResult(
             prompt=state.prompt,
             image=chosen.image,
@@ -313,6 +360,12 @@ class MILRModule(LightningModule):
             initial_image=state.initial_image,
             history=state.history,
             seconds=time.perf_counter() - state.started,
+            method=self.hparams.method,
+            initial_text=state.think_text,
+            selected_step=step,
+            reward_calls=state.reward_calls,
+            decoded_images=state.decoded_images,
+            monitors=self._result_monitors(state, chosen, step),
         )
         self.finished.append(result)
         self.slots[state.slot] = None
@@ -343,19 +396,53 @@ class MILRModule(LightningModule):
         seed = prompt_seed(self.hparams.seed, prompt.index, prompt.repeat)
         return torch.Generator(device=self.backbone.device).manual_seed(seed)
 
-    def _score(self, images: list, prompts: list[Prompt]):
+    def _score(self, images: list, prompts: list[Prompt], monitor: str | None = None):
+        """Score with the optimised reward, or with the monitor of that name."""
+        reward = self.reward if monitor is None else self.monitors[monitor]
+        role, name = ("reward", getattr(reward, "name", type(reward).__name__)) if monitor is None else ("monitor", monitor)
         start = time.perf_counter()
         try:
-            out = score(self.reward, images, prompts)
+            out = score(reward, images, prompts)
         except Exception as err:  # keep the reward's own exception, add where it happened
-            name = getattr(self.reward, "name", type(self.reward).__name__)
             err.add_note(
-                f"reward {name!r} failed on prompts {[p.index for p in prompts]}. Finished prompts are already "
+                f"{role} {name!r} failed on prompts {[p.index for p in prompts]}. Finished prompts are already "
                 "written; re-running the same command resumes with the unfinished ones."
             )
             raise
-        self.timings["reward"] += time.perf_counter() - start
+        self.timings[role] = self.timings.get(role, 0.0) + time.perf_counter() - start
         return out
+
+    def _monitor(self, images: list, prompts: list[Prompt]) -> list[dict[str, float]]:
+        """Each monitor's score of each image: held-out judges, logged and reported, never in the loss."""
+        per_image: list[dict[str, float]] = [{} for _ in images]
+        for name in self.monitors:
+            for scores, value in zip(per_image, self._score(images, prompts, name).scores.tolist()):
+                scores[name] = value
+        return per_image
+
+    def _monitor_steps(self, states: list[PromptState]) -> None:
+        """``monitor_every_step``: score each state's latest step's best image (stage 0's plain one is already scored)."""
+        todo = []
+        for state in states:
+            if state.last.image is state.initial_image:
+                state.history[-1].monitors = dict(state.initial_monitors)
+            else:
+                todo.append(state)
+        if todo:
+            for state, scores in zip(todo, self._monitor([s.last.image for s in todo], [s.prompt for s in todo])):
+                state.history[-1].monitors = scores
+
+    def _result_monitors(self, state: PromptState, chosen: Sample, step: int) -> dict[str, dict[str, float]]:
+        """``{name: {"initial", "selected"}}``: scores already taken are reused, else the selected image is scored now."""
+        if not self.monitors:
+            return {}
+        if chosen.image is state.initial_image:
+            selected = state.initial_monitors
+        elif state.history[step].monitors:  # monitor_every_step scored the step's best image, which is ``chosen``
+            selected = state.history[step].monitors
+        else:
+            selected = self._monitor([chosen.image], [state.prompt])[0]
+        return {name: {"initial": state.initial_monitors[name], "selected": selected[name]} for name in self.monitors}
 
     def _image_context(self, prompts: list[str]) -> ImageContext:
         """Prefilled [cond; uncond] prompt rows; reused while the rows' prompts are unchanged
@@ -398,6 +485,7 @@ class MILRModule(LightningModule):
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
         scores = self._score(images, list(prompts))
+        monitored = self._monitor(images, list(prompts))
         admitted = []
         for j, (prompt, slot) in enumerate(zip(prompts, free)):
             z_t = think.hidden[j][: prefix_length(self.hparams.text_ratio, len(think.hidden[j]))] if self.uses_text else None
@@ -406,14 +494,15 @@ class MILRModule(LightningModule):
             text_prefix = bb.text_logits(z_t).argmax(-1).cpu() if z_t is not None else torch.zeros(0, dtype=torch.long)
             image_prefix = sample.tokens[j, : self.image_prefix_len].cpu()
             first = Sample(text_prefix, image_prefix, texts[j], images[j], float(scores.scores[j]), scores.details[j])
-            state = PromptState(prompt, slot, generators[j], texts[j], images[j], last=first, started=start, step_started=start)
+            state = PromptState(prompt, slot, generators[j], texts[j], images[j], last=first, started=start, step_started=start,
+                                decoded_images=1, initial_monitors=monitored[j])
             self.slots[slot] = state
-            if z_t is not None and len(z_t) == 0:
+            if self.updates and z_t is not None and len(z_t) == 0:
                 self._record(state, [first])
                 self.stop_prompt(state, StopReason.EMPTY_PREFIX)
             else:
                 admitted.append((state, first))
-        if self.hparams.estimator != "rloo":
+        if self.hparams.estimator != "rloo" or not self.updates:
             for state, first in admitted:
                 self._record(state, [first])
             return
@@ -422,19 +511,26 @@ class MILRModule(LightningModule):
             self._record(state, [first, *samples], update=samples)
 
     def _decode(self, states: list[PromptState]) -> None:
-        for state, samples in zip(states, self._candidates(states)):
+        resample = self.hparams.method == "best_of_n"
+        for state, samples in zip(states, self._candidates(states, from_latents=not resample)):
             self._record(state, samples)
 
-    def _candidates(self, states: list[PromptState]) -> list[list[Sample]]:
-        """Decode and score ``samples_per_step`` candidates per prompt from its current latents."""
-        bb, k = self.backbone, self.hparams.samples_per_step
+    def _candidates(self, states: list[PromptState], from_latents: bool = True) -> list[list[Sample]]:
+        """Decode and score ``samples_per_step`` candidates per prompt from its current latents,
+        or (best-of-N) one fresh image per prompt from its stage-0 image prompt, no forced prefix."""
+        bb, k = self.backbone, self.hparams.samples_per_step if from_latents else 1
         start = time.perf_counter()
         rows = [s for s in states for _ in range(k)]
+        for s in rows:
+            s.decoded_images += 1
         gens = [s.generator for s in rows]
-        text_prefixes = [self._text_prefix(s) for s in rows]
-        texts = self._think_texts(rows, text_prefixes)
-        context = self._image_context([self._image_prompt(s.prompt, t, regeneration=True) for s, t in zip(rows, texts)])
-        if self.uses_image:
+        if from_latents:
+            text_prefixes = [self._text_prefix(s) for s in rows]
+            texts = self._think_texts(rows, text_prefixes)
+        else:
+            text_prefixes, texts = [torch.zeros(0, dtype=torch.long)] * len(rows), [s.think_text for s in rows]
+        context = self._image_context([self._image_prompt(s.prompt, t, regeneration=from_latents) for s, t in zip(rows, texts)])
+        if self.uses_image and from_latents:
             z = torch.stack([self.image_latents[s.slot] for s in rows])
             image_prefixes = bb.sample_prefix(z.to(bb.device), gens)
         else:
@@ -485,12 +581,15 @@ class MILRModule(LightningModule):
         now = time.perf_counter()
         mean = sum(s.reward for s in update) / len(update)
         rewards = [s.reward for s in samples]
-        state.history.append(StepRecord(len(state.history), chosen.reward, chosen.text, now - state.step_started, mean, chosen.details, rewards))
+        state.reward_calls += len(samples)
+        state.history.append(
+            StepRecord(len(state.history), chosen.reward, chosen.text, now - state.step_started, mean, chosen.details, rewards, state.reward_calls)
+        )
         state.step_started = now
         state.samples, state.fresh = update, True
         state.last = chosen
         if state.best is None or chosen.reward > state.best.reward:
-            state.best = chosen
+            state.best, state.best_step = chosen, state.step
         self.scored.append(state)
 
     # ------------------------------------------------------------------ stopping, logging, loss
@@ -500,7 +599,7 @@ class MILRModule(LightningModule):
             return
         if threshold is not None and state.reward > threshold:
             self.stop_prompt(state, StopReason.THRESHOLD)
-        elif state.step >= self.hparams.max_steps:
+        elif state.step >= self.step_budget:
             self.stop_prompt(state, StopReason.MAX_STEPS)
         else:
             for callback in self.trainer.callbacks:
@@ -517,20 +616,31 @@ class MILRModule(LightningModule):
         self.log("reward/min", rewards.min(), on_step=False, on_epoch=True, batch_size=n)
         self.log("reward/max", rewards.max(), on_step=False, on_epoch=True, batch_size=n)
         self.log("prompts/finished", float(len(self.finished)), on_step=False, on_epoch=True, batch_size=n)
+        for name in self.monitors:
+            stepped = [s.history[-1].monitors[name] for s in self.scored if s.history[-1].monitors]
+            if stepped:
+                self.log(f"monitor/{name}/step", sum(stepped) / len(stepped), on_step=False, on_epoch=True, batch_size=len(stepped))
+            for when in ("initial", "selected") if self.finished else ():  # means over the prompts finished so far
+                values = [r.monitors[name][when] for r in self.finished]
+                self.log(f"monitor/{name}/{when}", sum(values) / len(values), on_step=False, on_epoch=True, batch_size=len(values))
 
     def _loss(self) -> torch.Tensor:
         """Sum over running prompts of their REINFORCE loss (a sum, so each prompt's gradient
-        is the same whatever else is in the batch). The schedule says which latents move."""
+        is the same whatever else is in the batch). The schedule says which latents move; the
+        method, whether any move and towards which reward (``anti_reward``: 1 − R)."""
         terms = []
         for state in self.active():
             samples, state.fresh = state.samples, False
+            if not self.updates:
+                continue
             groups = self.schedule.groups(state.step)
             log_probs = torch.zeros(len(samples), device=self.device)
             if "text" in groups:
                 log_probs = log_probs + self._text_log_probs(state.slot, samples)
             if "image" in groups:
                 log_probs = log_probs + self._image_log_probs(state.slot, samples)
-            loss = reinforce_loss(log_probs, torch.tensor([s.reward for s in samples]), self.hparams.estimator)
+            rewards = optimised_reward(self.hparams.method, torch.tensor([s.reward for s in samples]))
+            loss = reinforce_loss(log_probs, rewards, self.hparams.estimator)
             if not torch.isfinite(loss):
                 self.stop_prompt(state, StopReason.NONFINITE)
                 continue

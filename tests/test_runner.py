@@ -12,6 +12,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train_free_runner
+from milr.runs import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model.max_steps", "3", "--model.reward.init_args.calibration_samples", "16", "--trainer.enable_progress_bar", "false"]
@@ -99,7 +100,7 @@ def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path, monk
 )
 def test_every_config_parses_against_the_cli(config, capsys):
     args = ["--config", str(ROOT / config)]
-    if config.startswith(("configs/rewards/", "configs/presets/")):
+    if config.startswith(("configs/rewards/", "configs/presets/", "configs/compare/")):  # fragments: on a main config
         args = ["--config", str(ROOT / "configs" / "demo.yaml"), *args]
     with pytest.raises(SystemExit) as exit_:
         train_free_runner.main([*args, "--print_config"])
@@ -129,3 +130,23 @@ def test_each_ablation_step_order_runs_end_to_end_through_the_runner(tmp_path, o
         assert [t["step"] for t in trace] == [0, 1, 2, 3]  # one reward call per (sub-)step, all in the budget
         assert all(t["sample_rewards"] == [t["reward"]] for t in trace)
     assert "step_order: " + order in (tmp_path / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize(("method", "calls"), [("base", 1), ("best_of_n", 4), ("milr", 4), ("anti_reward", 4)])
+def test_each_method_runs_end_to_end_and_records_its_cost_and_monitors(tmp_path, method, calls):
+    monitor = "[{class_path: rewards.pixel.ColorReward, init_args: {calibrate: false}}]"
+    summary = run(tmp_path, "--model.method", method, "--model.reward_threshold", "null", "--model.monitors", monitor,
+                  "--data.prompts", "[a red apple, a blue car]", "--data.batch_size", "2")
+    assert summary["prompts"] == 2 and summary["mean_steps"] == calls - 1  # no threshold: the whole budget
+    for folder in ("00000", "00001"):
+        record = json.loads((tmp_path / folder / "result.json").read_text())
+        trace = [json.loads(line) for line in (tmp_path / folder / "trace.jsonl").read_text().splitlines()]
+        assert record["method"] == method and record["reward_calls"] == record["decoded_images"] == calls
+        assert [t["reward_calls"] for t in trace] == list(range(1, calls + 1))  # cumulative, one image a step
+        chosen = trace[record["selected_step"]]
+        assert chosen["reward"] == record["selected_reward"] == max(t["reward"] for t in trace)
+        assert record["initial_text"] == trace[0]["text"] and record["text"] == chosen["text"]
+        assert set(record["monitors"]) == {"pixel_color"} and all(0 <= v <= 1 for v in record["monitors"]["pixel_color"].values())
+    assert f"method: {method}" in (tmp_path / "config.yaml").read_text() and read_run(tmp_path).method == method
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert {"monitor/pixel_color/initial", "monitor/pixel_color/selected"} <= set(events.Tags()["scalars"])

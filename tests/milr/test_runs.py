@@ -65,5 +65,5 @@ def test_the_real_runner_output_reads_back_exports_and_reports(tmp_path):
     export.export_t2i_compbench(run, tmp_path / "compbench")
     assert [text for _, text, _ in compbench_listing(str(tmp_path / "compbench"))] == [p.text for p in run.prompts]
     page = report.main([str(tmp_path)]).read_text()
-    assert page.count("<img ") == 12 and page.count("<polyline") == 2  # initial + selected of 6 prompts; two curves
+    assert page.count("<img ") == 12 and page.count("<polyline") == 3  # initial + selected of 6 prompts; per step two curves, per reward call one
     assert "<td>ColorReward</td>" in page  # the reward class, read from config.yaml
