@@ -9,7 +9,10 @@ A re-run with the same ``--output_dir`` skips prompts whose outputs are complete
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import os
 import sys
 import tempfile
 import warnings
@@ -21,17 +24,19 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from callbacks.image_logger import TensorBoardImageLogger
 from callbacks.progress import PromptProgressBar
 from callbacks.timing import StepTimer
-from callbacks.writer import OutputWriter, atomic_write, completed, failed_records
+from callbacks.writer import OutputWriter, atomic_write, completed, failed_records, load_inflight, stored_prompts
 from data.datamodule import MILRDataModule, load_range
 from milr.api import ignore_known_warnings
 from milr.backbone import CheckpointError, check_checkpoint
 from milr.help import option_help
 from milr.module import TRAINER_DEFAULTS, MILRModule, check_options
+from milr.run_folder import RUN_FILE, RunLock, RunMismatch, check_prompts, check_run, result_settings
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 HELP_FLAGS = ("-h", "--help")
@@ -59,20 +64,27 @@ class MILRCLI(LightningCLI):
             help="log TensorBoard to <root>/<output_dir's name>, so `tensorboard --logdir <root>` overlays runs "
             "(default: <output_dir>/tensorboard)",
         )
+        parser.add_argument(
+            "--new_run", type=Optional[str], default=None,
+            help="start a separate run in <output_dir>/<NAME> (when output_dir holds a run with other settings)",
+        )
         parser.link_arguments("data.batch_size", "model.batch_size")
 
     def before_instantiate_classes(self) -> None:
         if self.show_help:
             Console().print(option_help(self.config, DEMO_CONFIG))
             raise SystemExit(0)
+        if self.config.new_run:
+            self.config.output_dir = str(Path(self.config.output_dir) / self.config.new_run)
         check_config(self.config)
+        self.run_record, self.lock = claim_folder(self.config, yaml.safe_load(self.parser.dump(self.config, skip_unset=False)))
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         out = Path(self.config_init["output_dir"])
         if config.get("logger") in (None, True):
             config["logger"] = tensorboard_logger(out, self.config_init.get("tensorboard_root"))
         given = {type(c) for c in (config.get("callbacks") or []) + callbacks}
-        defaults = [OutputWriter(out), StepTimer(), TensorBoardImageLogger()]
+        defaults = [OutputWriter(out, repeats=self.config_init["data"].repeats), StepTimer(), TensorBoardImageLogger()]
         if config.get("enable_progress_bar") is not False:
             defaults.append(PromptProgressBar())
         callbacks = callbacks + [c for c in defaults if type(c) not in given]
@@ -135,6 +147,41 @@ def tensorboard_logger(out: Path, root: Optional[str]) -> TensorBoardLogger:
     folder.mkdir(parents=True, exist_ok=True)
     marker.write_text(owner + "\n")
     return TensorBoardLogger(save_dir=str(root), name=out.name, version="", default_hp_metric=False)
+
+
+def _rank() -> int:
+    """This process's rank before Lightning sets up (torchrun, SLURM, or Lightning's own launcher)."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def claim_folder(config: Any, resolved: dict[str, Any]) -> tuple[dict[str, Any] | None, RunLock | None]:
+    """Before any model loads: the folder must hold this run's settings and prompts (or nothing),
+    and no other run may be writing it. Rank 0 holds the lock for every rank of its run."""
+    out = Path(config.output_dir)
+    data = config.data
+    record = check_run(out, result_settings(resolved))
+    prompts = load_range(data.path, data.prompts, data.format, data.start, data.end, data.max_chars)
+    check_prompts(out, stored_prompts(out), prompts)
+    if _rank() != 0 or resolved.get("trainer", {}).get("fast_dev_run"):
+        return record, None
+    lock = RunLock(out)
+    lock.acquire()
+    atexit.register(lock.release)
+    return record, lock
+
+
+def save_config(out: Path, text: str) -> None:
+    """``config.yaml`` is the first run's; a resume whose config differs (in settings that do not
+    change results, or the prompt range) keeps its own next to it instead of overwriting it."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        atomic_write(path, text)
+    elif path.read_text() != text:
+        n = len(list(out.glob("config.resume-*.yaml"))) + 1
+        atomic_write(out / f"config.resume-{n}.yaml", text)
 
 
 def _given(args: list[str], flag: str) -> bool:
@@ -204,25 +251,45 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             parser_kwargs={"exit_on_error": False},
             args=with_defaults(args),
         )
-    except (UsageError, ArgumentError) as err:
+    except (UsageError, ArgumentError, RunMismatch) as err:
         hint = " (see --help)" if isinstance(err, ArgumentError) else ""
-        Console(stderr=True).print(f"[bold red]error:[/] {' '.join(str(err).split())}{hint}", highlight=False, soft_wrap=True, markup=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(' '.join(str(err).split()))}{hint}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
+    try:
+        return run(cli)
+    finally:
+        if cli.lock is not None:
+            cli.lock.release()
+
+
+def run(cli: MILRCLI) -> dict[str, Any]:
+    """Resume what the folder has (complete units skipped, in-flight ones continued) and fit."""
     out = Path(cli.config["output_dir"])
-    atomic_write(out / "config.yaml", cli.parser.dump(cli.config, skip_none=False))
-    done = completed(out)
-    cli.datamodule.skip(done)
     console = Console()
-    if done:
-        console.print(f"[bold]resume:[/] {len(done)} prompt{'s' if len(done) != 1 else ''} already complete in {out}, skipping")
-    if failed := failed_records(out):
-        console.print(f"[bold]resume:[/] retrying {len(failed)} prompt{'s' if len(failed) != 1 else ''} whose reward failed before")
+    if cli.trainer.fast_dev_run:
+        console.print("fast_dev_run: a smoke test of the loop; nothing is written to the output folder")
+    else:
+        save_config(out, cli.parser.dump(cli.config, skip_unset=False))
+        if cli.run_record is not None:
+            atomic_write(out / RUN_FILE, json.dumps(cli.run_record, indent=1, default=str))
+        done = completed(out)
+        snapshots = load_inflight(out)
+        cli.datamodule.skip(done)
+        cli.datamodule.first(s["uid"] for s in snapshots)
+        cli.model.resume(snapshots)
+        if done or snapshots:
+            units = lambda n: f"{n} prompt{'s' if n != 1 else ''}"  # noqa: E731
+            console.print(f"[bold]resume:[/] {units(len(done))} already complete in {out}, {units(len(snapshots))} continued where they stopped")
+        if failed := failed_records(out):
+            console.print(f"[bold]resume:[/] taking again {len(failed)} prompt{'s' if len(failed) != 1 else ''} whose reward failed before")
     cli.datamodule.setup("fit")
     if cli.datamodule.stream.exhausted:
         console.print("nothing to do: every prompt is complete")
         return {}
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     writer = next(c for c in cli.trainer.callbacks if isinstance(c, OutputWriter))
+    if cli.trainer.fast_dev_run:
+        return {}
     table = Table("metric", "value", title=f"MILR summary ({out})")
     for key, value in writer.summary.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(len(value) if key == "failed" else value))

@@ -1,10 +1,16 @@
-"""Writes each finished prompt in GenEval's layout, atomically, plus ``summary.json``.
+"""Writes each finished prompt in GenEval's layout, atomically, plus ``summary.json``; keeps the
+prompts still running resumable.
 
-``<out>/<index:05d>/metadata.jsonl`` (the prompt's JSON), ``samples/0000.png`` (the selected
-image), ``initial.png``, ``trace.jsonl`` (one line per step) and, last, ``result.json``: its
-presence marks the prompt complete, so an interrupted run resumes without redoing it.
-A prompt whose reward failed (``on_reward_failure: skip``) gets ``<out>/failed/<index:05d>.json``
-instead: it is not complete, so the next run takes it again, and its record goes once it completes.
+A prompt's folder ``<out>/<key>/`` appears whole or not at all: each finished repeat is staged
+under ``<out>/.partial/<key>/`` (``samples/<r:04d>.png`` the selected image, ``initial/<r:04d>.png``,
+``trace/<r:04d>.jsonl`` one line per step, ``repeats/<r:04d>.json``) and, once every repeat is
+there, ``metadata.jsonl`` and ``result.json`` are added and the folder is renamed into place.
+A prompt still running when a fit ends (``max_time``, Ctrl-C, a crash, a killed process) is not
+complete: after every step its snapshot (latents, optimiser state, generator, history) is in
+``<out>/.inflight/<key>#<r>.pt``, and the next run continues it from there.
+A prompt whose reward failed (``on_reward_failure: skip``) gets ``<out>/failed/<key>#<r>.json``
+instead (prompt, reason, step): it is not complete, so the next run takes it again (from its
+snapshot, when it failed mid-run), and the record goes once it completes.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning import Callback, LightningModule, Trainer
 from PIL import Image
 
@@ -24,8 +32,11 @@ from data.prompt import Prompt
 from milr.state import FailedPrompt, MILRResult
 
 RESULT_FILE = "result.json"
+PROMPT_FILE = "prompt.json"  # in a staged folder: which prompt it holds (resume checks it)
 RUNS_FILE = "runs.jsonl"  # one line per finished run: wall seconds, prompts written
 FAILED_DIR = "failed"  # one record per prompt whose reward failed and that has not completed since
+STAGING = ".partial"
+INFLIGHT = ".inflight"
 
 
 def _file_mode() -> int:
@@ -60,56 +71,107 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def prompt_dir(output_dir: Path, index: int) -> Path:
-    return Path(output_dir) / f"{index:05d}"
+def prompt_dir(output_dir: Path, key: str) -> Path:
+    return Path(output_dir) / key
 
 
-def completed(output_dir: str | Path) -> set[int]:
-    """Indices of prompts whose outputs are complete (``result.json`` written)."""
+def _complete_results(output_dir: Path) -> list[dict[str, Any]]:
     root = Path(output_dir)
     if not root.is_dir():
-        return set()
-    return {int(d.name) for d in root.iterdir() if d.name.isdigit() and (d / RESULT_FILE).is_file()}
+        return []
+    return [json.loads(f.read_text()) for f in sorted(root.glob(f"*/{RESULT_FILE}"))]
 
 
-def write_result(output_dir: Path, result: MILRResult) -> dict[str, Any]:
-    """Write one prompt's files; ``result.json`` goes last and is returned."""
-    folder = prompt_dir(output_dir, result.prompt.index)
-    metadata = result.prompt.metadata or {"prompt": result.prompt.text}
-    atomic_write(folder / "metadata.jsonl", json.dumps(metadata) + "\n")
-    atomic_write(folder / "samples" / "0000.png", png_bytes(result.image))
-    atomic_write(folder / "initial.png", png_bytes(result.initial_image))
-    atomic_write(folder / "trace.jsonl", "".join(json.dumps(r.to_json()) + "\n" for r in result.history))
-    record = {
-        "index": result.prompt.index,
-        "prompt": result.prompt.text,
+def completed(output_dir: str | Path) -> set[str]:
+    """Units (``<key>#<repeat>``) whose outputs are written: every repeat of a complete prompt
+    folder, and the staged repeats of a prompt whose other repeats are still to come."""
+    done = {f"{r['key']}#{rep['repeat']}" for r in _complete_results(Path(output_dir)) for rep in r["repeats"]}
+    for record in Path(output_dir, STAGING).glob("*/repeats/*.json"):
+        done.add(f"{record.parent.parent.name}#{int(record.stem)}")
+    return done
+
+
+def stored_prompts(output_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Key -> the prompt a folder holds (``text``, ``sha``), complete or staged."""
+    found = {r["key"]: r for r in _complete_results(Path(output_dir))}
+    for info in Path(output_dir, STAGING).glob(f"*/{PROMPT_FILE}"):
+        found.setdefault(info.parent.name, json.loads(info.read_text()))
+    return {key: {"text": r["prompt"], "sha": r["sha"]} for key, r in found.items()}
+
+
+def result_record(result: MILRResult) -> dict[str, Any]:
+    """One repeat's line of ``result.json``."""
+    return {
+        "repeat": result.prompt.repeat,
+        "method": result.method,
+        "initial_text": result.initial_text,
         "text": result.text,
         "initial_reward": result.initial_reward,
         "final_reward": result.final_reward,
         "selected_reward": result.selected_reward,
         "best_reward": result.best_reward,
+        "selected_step": result.selected_step,
         "steps": result.steps,
         "stop_reason": result.stop_reason.value,
+        "reward_calls": result.reward_calls,
+        "decoded_images": result.decoded_images,
+        "monitors": result.monitors,
         "seconds": round(result.seconds, 4),
     }
-    atomic_write(folder / RESULT_FILE, json.dumps(record, indent=1))
-    return record
+
+
+def _prompt_info(prompt: Prompt) -> dict[str, Any]:
+    return {"key": prompt.key, "index": prompt.index, "prompt": prompt.text, "sha": prompt.sha}
+
+
+def stage_repeat(output_dir: Path, result: MILRResult) -> None:
+    """Write one finished repeat into the prompt's staging folder (its record goes last)."""
+    prompt, r = result.prompt, result.prompt.repeat
+    stage = Path(output_dir, STAGING, prompt.key)
+    if not (stage / PROMPT_FILE).is_file():
+        atomic_write(stage / PROMPT_FILE, json.dumps(_prompt_info(prompt)))
+    atomic_write(stage / "samples" / f"{r:04d}.png", png_bytes(result.image))
+    atomic_write(stage / "initial" / f"{r:04d}.png", png_bytes(result.initial_image))
+    atomic_write(stage / "trace" / f"{r:04d}.jsonl", "".join(json.dumps(s.to_json()) + "\n" for s in result.history))
+    atomic_write(stage / "repeats" / f"{r:04d}.json", json.dumps(result_record(result)))
+
+
+def complete_prompt(output_dir: Path, prompt: Prompt, repeats: int) -> bool:
+    """Once all ``repeats`` are staged: add ``metadata.jsonl`` and ``result.json`` and rename the
+    folder into place, so readers see the whole prompt or nothing. Returns whether it did."""
+    stage = Path(output_dir, STAGING, prompt.key)
+    records = [stage / "repeats" / f"{r:04d}.json" for r in range(repeats)]
+    if not all(f.is_file() for f in records):
+        return False
+    final = prompt_dir(output_dir, prompt.key)
+    if final.exists():
+        raise FileExistsError(f"{final} exists already; refusing to overwrite a complete prompt")
+    atomic_write(stage / "metadata.jsonl", json.dumps(prompt.metadata or {"prompt": prompt.text}) + "\n")
+    result = {**_prompt_info(prompt), "repeats": [json.loads(f.read_text()) for f in records]}
+    atomic_write(stage / RESULT_FILE, json.dumps(result, indent=1))
+    shutil.rmtree(stage / "repeats")
+    (stage / PROMPT_FILE).unlink()
+    os.rename(stage, final)
+    return True
 
 
 def failed_path(output_dir: Path, prompt: Prompt) -> Path:
-    return Path(output_dir) / FAILED_DIR / f"{prompt.index:05d}.json"
+    return Path(output_dir) / FAILED_DIR / f"{prompt.uid}.json"
 
 
 def write_failed(output_dir: Path, failure: FailedPrompt) -> dict[str, Any]:
     """Record why a prompt has no result (the prompt, the reason, the step whose reward failed)."""
+    prompt = failure.prompt
     record = {
-        "index": failure.prompt.index,
-        "prompt": failure.prompt.text,
-        "metadata": failure.prompt.metadata,
+        "uid": prompt.uid,
+        "index": prompt.index,
+        "repeat": prompt.repeat,
+        "prompt": prompt.text,
+        "metadata": prompt.metadata,
         "reason": failure.reason,
         "step": failure.step,
     }
-    atomic_write(failed_path(output_dir, failure.prompt), json.dumps(record, indent=1))
+    atomic_write(failed_path(output_dir, prompt), json.dumps(record, indent=1))
     return record
 
 
@@ -120,39 +182,55 @@ def failed_records(output_dir: Path) -> list[dict[str, Any]]:
 
 
 def summarize(output_dir: Path, seconds: float, reward_retries: int = 0) -> dict[str, Any]:
-    """Means over every complete prompt in ``output_dir`` (this run and earlier, resumed ones).
+    """Means over every complete prompt in ``output_dir`` (this run and earlier, resumed ones),
+    each repeat once.
 
     ``seconds_this_run`` is this run's wall time; ``seconds_all_runs`` adds the runs logged in
     ``runs.jsonl`` before it (the folder's total). ``failed`` lists the prompts whose reward failed
     and that are still not complete; ``reward_retries`` counts this run's repeated reward calls."""
-    records = [json.loads((prompt_dir(output_dir, i) / RESULT_FILE).read_text()) for i in sorted(completed(output_dir))]
+    results = _complete_results(output_dir)
+    records = [rep for r in results for rep in r["repeats"]]
     n = len(records)
 
     def mean(key: str) -> float | None:
         return sum(r[key] for r in records) / n if n else None
 
-    runs = output_dir / RUNS_FILE
+    runs = Path(output_dir) / RUNS_FILE
     earlier = sum(json.loads(line)["seconds"] for line in runs.read_text().splitlines()) if runs.is_file() else 0.0
     return {
-        "prompts": n,
+        "prompts": len(results),
+        "images": n,
         "initial_reward_mean": mean("initial_reward"),
         "final_reward_mean": mean("final_reward"),
         "selected_reward_mean": mean("selected_reward"),
         "best_reward_mean": mean("best_reward"),
         "mean_steps": mean("steps"),
+        "in_flight": sorted(p.stem for p in Path(output_dir, INFLIGHT).glob("*.pt")),
         "seconds_this_run": round(seconds, 3),
         "seconds_all_runs": round(earlier + seconds, 3),
         "reward_retries": reward_retries,
-        "failed": [{k: r[k] for k in ("index", "prompt", "reason", "step")} for r in failed_records(output_dir)],
+        "failed": [{k: r[k] for k in ("uid", "index", "prompt", "reason", "step")} for r in failed_records(output_dir)],
     }
 
 
-class OutputWriter(Callback):
-    """Writes every prompt as soon as it finishes, and ``summary.json`` when the fit ends."""
+def inflight_path(output_dir: Path, uid: str) -> Path:
+    return Path(output_dir, INFLIGHT, f"{uid}.pt")
 
-    def __init__(self, output_dir: str | Path) -> None:
+
+def load_inflight(output_dir: str | Path) -> list[dict[str, Any]]:
+    """The snapshots an interrupted run left (written by this project's own writer, so trusted)."""
+    return [torch.load(f, weights_only=False) for f in sorted(Path(output_dir, INFLIGHT).glob("*.pt"))]
+
+
+class OutputWriter(Callback):
+    """Writes every prompt as soon as all its repeats finish, snapshots the running ones after
+    every step, and writes ``summary.json`` when the fit ends. ``fast_dev_run`` writes nothing
+    (Lightning's convention: a smoke test leaves no results)."""
+
+    def __init__(self, output_dir: str | Path, repeats: int = 1) -> None:
         self.output_dir = Path(output_dir)
-        self.written: list[int] = []
+        self.repeats = repeats
+        self.written: list[str] = []
         self._cursor = 0
         self._failed_cursor = 0
         self._start = time.perf_counter()
@@ -165,10 +243,12 @@ class OutputWriter(Callback):
 
     def _flush(self, pl_module: LightningModule) -> None:
         for result in pl_module.finished[self._cursor :]:
-            # first: a crash before result.json leaves the prompt incomplete (retried), never failed and complete
+            # first: a crash before the prompt completes leaves it incomplete (retried), never failed and complete
             failed_path(self.output_dir, result.prompt).unlink(missing_ok=True)
-            write_result(self.output_dir, result)
-            self.written.append(result.prompt.index)
+            stage_repeat(self.output_dir, result)
+            inflight_path(self.output_dir, result.prompt.uid).unlink(missing_ok=True)
+            if complete_prompt(self.output_dir, result.prompt, self.repeats):
+                self.written.append(result.prompt.key)
         self._cursor = len(pl_module.finished)
         self._flush_failed(pl_module)
 
@@ -178,10 +258,17 @@ class OutputWriter(Callback):
         self._failed_cursor = len(pl_module.failed)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.fast_dev_run:
+            return
         self._flush(pl_module)
+        for state in pl_module.active():
+            buffer = io.BytesIO()
+            torch.save(pl_module.snapshot(state), buffer)
+            atomic_write(inflight_path(self.output_dir, state.prompt.uid), buffer.getvalue())
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        # after the module's on_train_end, which finishes prompts still running
+        if trainer.fast_dev_run:
+            return
         self._flush(pl_module)
         seconds = time.perf_counter() - self._start
         self.summary = summarize(self.output_dir, seconds, pl_module.retries)

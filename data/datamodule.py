@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Iterable, Literal
 
 import torch.distributed as dist
@@ -13,7 +14,7 @@ from data.prompt import Prompt
 from data.stream import PromptStream, feed_loader
 
 
-def _gather_indices(indices: list[int]) -> list[int]:
+def _gather_indices(indices: list[str]) -> list[str]:
     """The union of every rank's ``indices``.
 
     Lightning calls ``state_dict`` on every rank but writes only rank 0's copy of the
@@ -55,6 +56,8 @@ class MILRDataModule(LightningDataModule):
         end: keep prompts with ``index < end`` (None: to the end of the file).
         batch_size: number of prompts optimised at once (the CLI links it to the model).
         max_chars: longer prompts are rejected at load time.
+        repeats: independent runs per prompt (own seeds; ``samples/0000.png`` ... ``<repeats-1>``): GenEval's
+            protocol scores 4 images per prompt, T2I-CompBench's 10.
 
     The train dataloader yields the rank's ``PromptStream`` rather than batches of prompts;
     the model takes new prompts from it as its slots free up (see ``PromptFeed``).
@@ -69,6 +72,7 @@ class MILRDataModule(LightningDataModule):
         end: int | None = None,
         batch_size: int = 1,
         max_chars: int = MAX_CHARS,
+        repeats: int = 1,
     ) -> None:
         super().__init__()
         if (path is None) == (prompts is None):
@@ -84,6 +88,8 @@ class MILRDataModule(LightningDataModule):
             raise ValueError(f"MILRDataModule: batch_size must be >= 1, got {batch_size}")
         if max_chars < 1:
             raise ValueError(f"MILRDataModule: max_chars must be >= 1, got {max_chars}")
+        if repeats < 1:
+            raise ValueError(f"MILRDataModule: repeats must be >= 1, got {repeats}")
         self.save_hyperparameters()
         self.path = path
         self.prompt_texts = prompts
@@ -92,24 +98,39 @@ class MILRDataModule(LightningDataModule):
         self.end = end
         self.batch_size = batch_size
         self.max_chars = max_chars
+        self.repeats = repeats
         self.stream: PromptStream | None = None
         self._all_prompts: list[Prompt] | None = None
-        self._skipped: set[int] = set()
-        self._restored_taken: list[int] = []
+        self._skipped: set[str] = set()
+        self._first: list[str] = []
+        self._restored_taken: list[str] = []
+        self._shard: tuple[int, int] | None = None  # (rank, world size) the stream was built for
 
-    def skip(self, indices: Iterable[int]) -> None:
-        """Exclude prompts that are already finished (resume from existing outputs)."""
+    def skip(self, uids: Iterable[str]) -> None:
+        """Exclude units (``Prompt.uid``) that are already finished (resume from existing outputs)."""
         if self.stream is not None:
             raise RuntimeError("MILRDataModule.skip() must be called before setup()")
-        self._skipped.update(int(i) for i in indices)
+        self._skipped.update(str(u) for u in uids)
+
+    def first(self, uids: Iterable[str]) -> None:
+        """Hand these units out before the others (prompts an interrupted run left half-optimised)."""
+        if self.stream is not None:
+            raise RuntimeError("MILRDataModule.first() must be called before setup()")
+        self._first = [str(u) for u in uids]
 
     def setup(self, stage: str | None = None) -> None:
-        if self.stream is not None:  # Lightning calls setup once per fit/validate/...; keep progress
-            return
-        in_range = load_range(self.path, self.prompt_texts, self.format, self.start, self.end, self.max_chars)
         rank, world_size = (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
-        self._all_prompts = in_range[rank::world_size]
-        self.stream = PromptStream([p for p in self._all_prompts if p.index not in self._skipped])
+        # Lightning calls setup once per fit/validate/...: keep progress, unless this is another
+        # rank than the stream was built for (a process launched after a set-up in the parent)
+        if self.stream is not None and self._shard == (rank, world_size):
+            return
+        self._shard = (rank, world_size)
+        in_range = load_range(self.path, self.prompt_texts, self.format, self.start, self.end, self.max_chars)
+        units = [replace(p, repeat=r) for p in in_range for r in range(self.repeats)]
+        self._all_prompts = units[rank::world_size]
+        pending = [p for p in self._all_prompts if p.uid not in self._skipped]
+        first = set(self._first)
+        self.stream = PromptStream([p for p in pending if p.uid in first] + [p for p in pending if p.uid not in first])
         self._restore_stream()
 
     @property
@@ -132,18 +153,18 @@ class MILRDataModule(LightningDataModule):
         return feed_loader(self.stream)
 
     def state_dict(self) -> dict[str, Any]:
-        """Indices handed out so far on all ranks (collective: call it on every rank)."""
+        """Units handed out so far on all ranks (collective: call it on every rank)."""
         if self.stream is None:
             return {}
         return {"taken": _gather_indices(self.stream.taken)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Drop the prompts in ``state_dict`` from this rank's queue (before or after setup)."""
-        self._restored_taken = [int(i) for i in state_dict.get("taken", [])]
+        self._restored_taken = [str(i) for i in state_dict.get("taken", [])]
         if self.stream is not None:
             self._restore_stream()
 
     def _restore_stream(self) -> None:
         # the saved state covers all ranks (and maybe a different sharding): keep this rank's part
-        mine = {p.index for p in self.stream.pending_prompts} | set(self.stream.taken)
+        mine = {p.uid for p in self.stream.pending_prompts} | set(self.stream.taken)
         self.stream.load_state_dict({"taken": [i for i in self._restored_taken if i in mine]})

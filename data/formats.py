@@ -1,7 +1,8 @@
 """Prompt-file loaders: plain text, GenEval, T2I-CompBench and WISE, each to ``list[Prompt]``.
 
-``Prompt.index`` is the item's position in its source (0-based), because output folders are
-named after it and resume depends on it being the same in every run. Line-based files skip
+``Prompt.index`` is the item's position in its source (0-based); ``Prompt.key`` (the output
+folder's name, see ``data.prompt``) is built from it, the T2I-CompBench category or the WISE
+``prompt_id``, so resume finds the same folder in every run. Line-based files skip
 blank lines, and the index counts non-empty lines only. The official files have no blank
 lines, so for them the index is the line number (GenEval: "the index-th line of
 evaluation_metadata.jsonl").
@@ -30,12 +31,12 @@ T2I_COMPBENCH_CATEGORIES = (
 )
 
 
-def _make_prompt(text: Any, index: int, metadata: dict[str, Any], where: str, max_chars: int) -> Prompt:
+def _make_prompt(text: Any, index: int, metadata: dict[str, Any], where: str, max_chars: int, key: str = "") -> Prompt:
     """Build a ``Prompt``, turning any problem into an error that says ``where`` it came from."""
     if not isinstance(text, str):
         raise ValueError(f"{where}: prompt must be a string, got {type(text).__name__}")
     try:
-        prompt = Prompt(text=text, index=index, metadata=metadata)
+        prompt = Prompt(text=text, index=index, metadata=metadata, key=key)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from err
     if len(text) > max_chars:
@@ -130,7 +131,7 @@ def load_t2i_compbench(path: str | Path, *, max_chars: int = MAX_CHARS) -> list[
     """T2I-CompBench ``<category>_val*.txt``: one prompt per line; the category comes from the name."""
     category = t2i_compbench_category(path)
     prompts = [
-        _make_prompt(text, index, {"prompt": text, "category": category}, f"{path}:{lineno}", max_chars)
+        _make_prompt(text, index, {"prompt": text, "category": category}, f"{path}:{lineno}", max_chars, f"{category}_{index:05d}")
         for index, (lineno, text) in enumerate(_non_empty_lines(path))
     ]
     return _require_prompts(prompts, path)
@@ -157,7 +158,11 @@ def load_wise(path: str | Path, *, max_chars: int = MAX_CHARS) -> list[Prompt]:
         metadata = {**item, **{key.lower(): value for key, value in item.items() if key.lower() not in item}}
         if "prompt" not in metadata:
             raise ValueError(f"{where}: missing 'Prompt' key")
-        prompts.append(_make_prompt(metadata["prompt"], index, metadata, where, max_chars))
+        prompt_id = metadata.get("prompt_id")
+        if prompt_id is not None and not (isinstance(prompt_id, int) or str(prompt_id).isdigit()):
+            raise ValueError(f"{where}: prompt_id must be an integer, got {prompt_id!r}")
+        key = f"wise_{int(prompt_id):04d}" if prompt_id is not None else ""
+        prompts.append(_make_prompt(metadata["prompt"], index, metadata, where, max_chars, key))
     return _require_prompts(prompts, path)
 
 

@@ -16,23 +16,23 @@ class PromptStream:
 
     Prompts converge after different numbers of steps, so the model does not consume fixed
     batches: each step it calls ``take(free_slots)``. The state is the list of indices handed
-    out; restoring it removes exactly those prompts from the queue, wherever they are in it.
+    out (``Prompt.uid``); restoring it removes exactly those prompts from the queue, wherever they are in it.
     """
 
     def __init__(self, prompts: Sequence[Prompt]) -> None:
-        duplicates = sorted(i for i, n in Counter(prompt.index for prompt in prompts).items() if n > 1)
+        duplicates = sorted(i for i, n in Counter(prompt.uid for prompt in prompts).items() if n > 1)
         if duplicates:
-            raise ValueError(f"prompt indices must be unique, repeated: {duplicates}")
+            raise ValueError(f"prompt keys must be unique (one unit per key and repeat), repeated: {duplicates[:10]}")
         self._prompts = list(prompts)
         self._queue: deque[Prompt] = deque(self._prompts)
-        self._taken: list[int] = []
+        self._taken: list[str] = []
 
     def take(self, n: int) -> list[Prompt]:
         """Pop up to ``n`` prompts in order (fewer, or none, near the end)."""
         if n < 0:
             raise ValueError(f"take(n) needs n >= 0, got {n}")
         batch = [self._queue.popleft() for _ in range(min(n, len(self._queue)))]
-        self._taken.extend(prompt.index for prompt in batch)
+        self._taken.extend(prompt.uid for prompt in batch)
         return batch
 
     @property
@@ -48,8 +48,8 @@ class PromptStream:
         return not self._queue
 
     @property
-    def taken(self) -> list[int]:
-        """Indices handed out so far, in order."""
+    def taken(self) -> list[str]:
+        """Units (``Prompt.uid``) handed out so far, in order."""
         return list(self._taken)
 
     def state_dict(self) -> dict[str, Any]:
@@ -57,14 +57,14 @@ class PromptStream:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Mark ``state["taken"]`` as handed out; they must all be prompts of this stream."""
-        taken = [int(i) for i in state["taken"]]
-        known = {prompt.index for prompt in self._prompts}
+        taken = [str(i) for i in state["taken"]]
+        known = {prompt.uid for prompt in self._prompts}
         unknown = sorted(set(taken) - known)
         if unknown:
             raise ValueError(f"stream state names prompts this stream does not hold: {unknown[:10]}")
         done = set(taken)
         self._taken = taken
-        self._queue = deque(prompt for prompt in self._prompts if prompt.index not in done)
+        self._queue = deque(prompt for prompt in self._prompts if prompt.uid not in done)
 
 
 class PromptFeed(IterableDataset):

@@ -10,6 +10,7 @@ from lightning import Callback, Trainer
 from data.prompt import Prompt
 from data.stream import PromptStream, feed_loader
 from milr.backbone import JanusBackbone
+from milr.methods import Method
 from milr.module import TRAINER_DEFAULTS, MILRModule, Mode
 from milr.objective import Estimator
 from milr.prompts import PromptFormat
@@ -79,6 +80,10 @@ def optimize(
     phase_steps: int | None = None,
     latent_dtype: Literal["float32", "bfloat16"] = "float32",
     image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
+    method: Method = "milr",
+    best_of_n: int | None = None,
+    monitors: Sequence[RewardFn] = (),
+    monitor_every_step: bool = False,
     reward_timeout: float | None = None,
     reward_retries: int = 2,
     reward_backoff: float = 1.0,
@@ -115,11 +120,16 @@ def optimize(
         phase_steps=phase_steps,
         latent_dtype=latent_dtype,
         image_loss_tokens=image_loss_tokens,
+        method=method,
+        best_of_n=best_of_n,
+        monitors=list(monitors),
+        monitor_every_step=monitor_every_step,
         reward_timeout=reward_timeout,
         reward_retries=reward_retries,
         reward_backoff=reward_backoff,
         on_reward_failure=on_reward_failure,
     )
     make_trainer(backbone, callbacks, **trainer_kwargs).fit(module, train_dataloaders=feed_loader(PromptStream(items)))
-    order = {p.index: i for i, p in enumerate(items)}
-    return sorted(module.finished, key=lambda r: order[r.prompt.index])
+    module.finish_running()  # a fit that ended early (EarlyStopping, max_time): return what each prompt has
+    order = {p.uid: i for i, p in enumerate(items)}
+    return sorted(module.finished, key=lambda r: order[r.prompt.uid])

@@ -37,6 +37,8 @@ def _class(path: str) -> type:
 
 
 def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_value, value)) + "]"
     if hasattr(value, "class_path"):
         return str(value.class_path)
     return "null" if value is None else str(value)

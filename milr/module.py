@@ -13,6 +13,11 @@ precision plugins, loggers and callbacks (``EarlyStopping`` included) drive the 
    the step order (``milr.schedule``) names for this step; Lightning's optimiser moves them. A stopped prompt's latents get no gradient (``None``), so
    Adam's momentum cannot move them either.
 
+``method`` (``milr.methods``) swaps in the baselines at the same cost: ``base`` stops after
+stage 0, ``best_of_n`` decodes each later step's image afresh from the stage-0 image prompt
+(no latents, no update), ``anti_reward`` updates towards 1 − R. ``monitors`` are extra rewards that
+score the initial and the selected image (and each step's, with ``monitor_every_step``): logged
+and reported, never in the loss.
 Every reward call goes through ``rewards.base.score`` under the ``reward_*`` options (timeout,
 retries of transient errors); a call that still fails stops the run or, with
 ``on_reward_failure: skip``, fails the prompts it scored (``failed``) while the others carry on.
@@ -23,6 +28,7 @@ The frozen backbone is a plain attribute, not a submodule: ``parameters()`` and
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Any, Callable, Literal, Sequence
@@ -33,11 +39,12 @@ from torch import nn
 
 from data.prompt import Prompt
 from milr.backbone import ImageContext, JanusBackbone
+from milr.methods import METHODS, UPDATING, Method, optimised_reward, step_budget
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
 from milr.prompts import PromptFormat, check_prompt_format, image_prompt, think_text
 from milr.schedule import StepOrder, StepSchedule
 from milr.state import FailedPrompt, MILRResult, PromptState, Sample, StepRecord, StopReason
-from rewards.base import CallPolicy, Reward, TransientRewardError, as_reward, reward_name, score
+from rewards.base import CallPolicy, Reward, RewardOutput, TransientRewardError, as_reward, reward_name, score
 
 logger = logging.getLogger(__name__)
 Answer = tuple[float, dict[str, Any]]  # one row's reward and details
@@ -56,9 +63,9 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def prompt_seed(seed: int, index: int) -> int:
-    """Each prompt's own seed: results do not depend on run order or batch composition."""
-    return (seed * 1_000_003 + index) % (2**62)
+def prompt_seed(seed: int, index: int, repeat: int = 0) -> int:
+    """Each prompt's (and repeat's) own seed: results do not depend on run order or batch composition."""
+    return (seed * 1_000_003 + index + repeat * 1_000_000_007) % (2**62)
 
 
 def check_options(
@@ -77,6 +84,8 @@ def check_options(
     phase_steps: int | None = None,
     latent_dtype: str = "float32",
     image_loss_tokens: str = "sampled",
+    method: str = "milr",
+    best_of_n: int | None = None,
     reward_timeout: float | None = None,
     reward_retries: int = 2,
     reward_backoff: float = 1.0,
@@ -109,6 +118,12 @@ def check_options(
         fail("samples_per_step", f"must be >= 2 with estimator 'rloo' (leave-one-out baseline), got {samples_per_step}")
     if batch_size < 1:
         fail("batch_size", f"must be >= 1, got {batch_size}")
+    if method not in METHODS:
+        fail("method", f"must be one of {list(METHODS)}, got {method!r}")
+    if best_of_n is not None and method != "best_of_n":
+        fail("best_of_n", f"is N of method 'best_of_n' only (method is {method!r}): leave it null")
+    if best_of_n is not None and best_of_n < 1:
+        fail("best_of_n", f"must be >= 1 images per prompt (null: MILR's reward-call budget), got {best_of_n}")
     if latent_dtype not in _LATENT_DTYPES:
         fail("latent_dtype", f"must be one of {list(_LATENT_DTYPES)}, got {latent_dtype!r}")
     if image_loss_tokens not in ("sampled", "argmax"):
@@ -129,6 +144,19 @@ def check_options(
             check()
         except ValueError as err:
             raise ValueError(f"{prefix}{err}") from None
+
+
+def named_monitors(monitors: Sequence[Reward | Callable[[list, list], Any]]) -> dict[str, Reward]:
+    """Monitors by name (the reward's ``name``; a repeated name gets ``_2``, ``_3``, ...)."""
+    named: dict[str, Reward] = {}
+    for monitor in map(as_reward, monitors):
+        base = getattr(monitor, "name", type(monitor).__name__)
+        name, n = base, 1
+        while name in named:
+            n += 1
+            name = f"{base}_{n}"
+        named[name] = monitor
+    return named
 
 
 class MILRModule(LightningModule):
@@ -159,6 +187,14 @@ class MILRModule(LightningModule):
         latent_dtype: ``float32``, or ``bfloat16`` as the reference (Adam on bf16 latents).
         image_loss_tokens: log-probability of the ``sampled`` image prefix tokens the image used,
             or of the ``argmax`` tokens of the latents as the reference (which decodes sampled ones).
+        method: ``milr``; or at the same cost ``base`` (the stage-0 image only), ``best_of_n``
+            (independent images of the prompt, no latents) or ``anti_reward`` (MILR towards 1 − R,
+            R recorded); see ``milr.methods``.
+        best_of_n: N, images per prompt of ``best_of_n`` (default: MILR's reward-call budget,
+            ``max_steps + 1`` with the reference estimator).
+        monitors: extra rewards that score the initial and the selected image, logged and
+            reported as held-out judges, never optimised.
+        monitor_every_step: monitors also score each step's best image (trace ``monitors``).
         reward_timeout: seconds one reward call may take (null: no limit); a call past it is
             abandoned in its worker thread and counts as a transient error.
         reward_retries: repeats of a reward call that timed out or raised ``TransientRewardError``
@@ -190,6 +226,10 @@ class MILRModule(LightningModule):
         phase_steps: int | None = None,
         latent_dtype: Literal["float32", "bfloat16"] = "float32",
         image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
+        method: Method = "milr",
+        best_of_n: int | None = None,
+        monitors: list[Reward | Callable[[list, list], Any]] | None = None,
+        monitor_every_step: bool = False,
         reward_timeout: float | None = None,
         reward_retries: int = 2,
         reward_backoff: float = 1.0,
@@ -200,12 +240,16 @@ class MILRModule(LightningModule):
             mode=mode, text_ratio=text_ratio, image_ratio=image_ratio, lr=lr, max_steps=max_steps,
             reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step,
             batch_size=batch_size, prompt_format=prompt_format, step_order=step_order, phase_steps=phase_steps,
-            latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens, reward_timeout=reward_timeout,
-            reward_retries=reward_retries, reward_backoff=reward_backoff, on_reward_failure=on_reward_failure,
+            latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens, method=method, best_of_n=best_of_n,
+            reward_timeout=reward_timeout, reward_retries=reward_retries, reward_backoff=reward_backoff,
+            on_reward_failure=on_reward_failure,
         )
-        self.save_hyperparameters(ignore=["backbone", "reward"])
+        self.save_hyperparameters(ignore=["backbone", "reward", "monitors"])
         self.backbone = backbone
         self.reward = as_reward(reward)
+        self.monitors = named_monitors(monitors or [])
+        self.updates = method in UPDATING
+        self.step_budget = step_budget(method, max_steps, estimator, samples_per_step, best_of_n)
         self.call_policy = CallPolicy(timeout=reward_timeout, retries=reward_retries, backoff=reward_backoff)
         self.uses_text = mode in ("text", "both")
         self.uses_image = mode in ("image", "both")
@@ -234,13 +278,15 @@ class MILRModule(LightningModule):
         self.scored: list[PromptState] = []  # prompts scored in the current step, for callbacks
         self.timings: dict[str, float] = {}  # seconds per phase of the current step
         self._context: ImageContext | None = None
+        self._snapshots: dict[str, dict[str, Any]] = {}  # uid -> snapshot of a prompt to continue (see resume)
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
         root = self.trainer.strategy.root_device
         if root != self.backbone.device:  # e.g. one GPU per rank: follow Lightning's placement
             self.backbone.to(root)
-        self.reward.setup(device=self.backbone.device, dtype=self.backbone.dtype, backbone=self.backbone)
+        for reward in (self.reward, *self.monitors.values()):
+            reward.setup(device=self.backbone.device, dtype=self.backbone.dtype, backbone=self.backbone)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = list(self.parameters())
@@ -258,6 +304,8 @@ class MILRModule(LightningModule):
         stale = [s for s in self.slots if s is not None and not s.fresh]
         if stale:
             self._decode(stale)
+        if self.monitors and self.hparams.monitor_every_step:
+            self._monitor_steps(self.scored)
         for state in list(self.scored):
             self._apply_stop_rules(state)
         self._log_rewards()
@@ -274,9 +322,53 @@ class MILRModule(LightningModule):
             if not all(torch.isfinite(p).all() for p in self._latents(state.slot)):
                 self.stop_prompt(state, StopReason.NONFINITE)
 
-    def on_train_end(self) -> None:
-        for state in self.active():
-            self.stop_prompt(state, StopReason.FIT_END)
+    def finish_running(self) -> list[MILRResult]:
+        """Finish every running prompt with ``FIT_END`` (what ``milr.optimize`` returns when a fit
+        ends early, e.g. by stock ``EarlyStopping``; the runner keeps them in flight instead)."""
+        return [self.stop_prompt(state, StopReason.FIT_END) for state in self.active()]
+
+    # ------------------------------------------------------------------ in-flight prompts across runs
+    def snapshot(self, state: PromptState) -> dict[str, Any]:
+        """Everything a running prompt needs to continue in another process exactly where it is:
+        its bookkeeping, generator state, latents and optimiser state (taken after the update)."""
+        optimizer = self.trainer.optimizers[0]
+        params = self._latents(state.slot)
+        saved = copy.copy(state)
+        saved.generator = None
+        return {
+            "uid": state.prompt.uid,
+            "sha": state.prompt.sha,
+            "state": saved,
+            "generator": state.generator.get_state(),
+            "elapsed": (time.perf_counter() - state.started, time.perf_counter() - state.step_started),
+            "latents": [p.detach().cpu().clone() for p in params],
+            "optimizer": [{k: (v.detach().cpu().clone() if torch.is_tensor(v) else v) for k, v in optimizer.state.get(p, {}).items()} for p in params],
+        }
+
+    def resume(self, snapshots: Sequence[dict[str, Any]]) -> None:
+        """Prompts to continue from ``snapshot`` records instead of starting them anew, when the
+        stream hands them out (the runner puts them first)."""
+        self._snapshots = {s["uid"]: s for s in snapshots}
+
+    def _restore(self, snapshot: dict[str, Any], slot: int) -> PromptState:
+        state: PromptState = copy.copy(snapshot["state"])
+        state.slot = slot
+        state.generator = torch.Generator(device=self.backbone.device)
+        state.generator.set_state(snapshot["generator"])
+        now = time.perf_counter()
+        state.started, state.step_started = now - snapshot["elapsed"][0], now - snapshot["elapsed"][1]
+        params = self._latents(slot)
+        if len(params) != len(snapshot["latents"]):
+            raise ValueError(f"prompt {state.prompt.uid}: its saved latents do not fit mode={self.hparams.mode!r}")
+        optimizer = self.trainer.optimizers[0]
+        for param, value, opt_state in zip(params, snapshot["latents"], snapshot["optimizer"]):
+            param.data = value.to(device=self.device, dtype=self.latent_dtype).clone()
+            param.grad = None
+            optimizer.state.pop(param, None)
+            if opt_state:
+                optimizer.state[param] = {k: (v.to(self.device) if torch.is_tensor(v) and v.dim() else v) for k, v in opt_state.items()}
+        self.slots[slot] = state
+        return state
 
     # ------------------------------------------------------------------ public API for callbacks
     def active(self) -> list[PromptState]:
@@ -290,6 +382,7 @@ class MILRModule(LightningModule):
         state.stop_reason = StopReason(reason)
         chosen = state.best if self.hparams.select == "best" else state.last
         assert chosen is not None and state.best is not None
+        step = state.best_step if self.hparams.select == "best" else state.step
         result = MILRResult(
             prompt=state.prompt,
             image=chosen.image,
@@ -303,6 +396,12 @@ class MILRModule(LightningModule):
             initial_image=state.initial_image,
             history=state.history,
             seconds=time.perf_counter() - state.started,
+            method=self.hparams.method,
+            initial_text=state.think_text,
+            selected_step=step,
+            reward_calls=state.reward_calls,
+            decoded_images=state.decoded_images,
+            monitors=self._result_monitors(state, chosen, step),
         )
         self.finished.append(result)
         self._free(state)
@@ -323,8 +422,8 @@ class MILRModule(LightningModule):
                 state.stop_reason = StopReason.FAILED
                 self._free(state)
             self.failed.append(FailedPrompt(prompt, reason, step))
-            logger.warning("prompt %d failed at step %d (%s); on_reward_failure is 'skip': the run carries on, "
-                           "a re-run retries it", prompt.index, step, reason)
+            logger.warning("prompt %s failed at step %d (%s); on_reward_failure is 'skip': the run carries on, "
+                           "a re-run retries it", prompt.uid, step, reason)
 
     # ------------------------------------------------------------------ latents
     def _latents(self, slot: int) -> list[nn.Parameter]:
@@ -347,7 +446,8 @@ class MILRModule(LightningModule):
 
     # ------------------------------------------------------------------ decoding
     def _generator(self, prompt: Prompt) -> torch.Generator:
-        return torch.Generator(device=self.backbone.device).manual_seed(prompt_seed(self.hparams.seed, prompt.index))
+        seed = prompt_seed(self.hparams.seed, prompt.index, prompt.repeat)
+        return torch.Generator(device=self.backbone.device).manual_seed(seed)
 
     def _score(self, images: list, prompts: list[Prompt]) -> list[Answer | None]:
         """Each row's ``(reward, details)``, scored under the call policy. A call that still fails
@@ -394,6 +494,53 @@ class MILRModule(LightningModule):
     def _count_retry(self, *_: Any) -> None:
         self.retries += 1
 
+    def _monitor_score(self, images: list, prompts: list[Prompt], name: str) -> RewardOutput:
+        """Score with the monitor ``name``, under the same call policy; a monitor that still fails
+        ends the run whatever ``on_reward_failure`` says (it is no prompt's reward)."""
+        start = time.perf_counter()
+        try:
+            return score(self.monitors[name], images, prompts, self.call_policy, on_retry=self._count_retry)
+        except Exception as err:
+            err.add_note(
+                f"monitor {name!r} failed on prompts {[p.index for p in prompts]}. Finished prompts are already "
+                "written; re-running the same command resumes with the unfinished ones."
+            )
+            raise
+        finally:
+            self.timings["monitor"] = self.timings.get("monitor", 0.0) + time.perf_counter() - start
+
+    def _monitor(self, images: list, prompts: list[Prompt]) -> list[dict[str, float]]:
+        """Each monitor's score of each image: held-out judges, logged and reported, never in the loss."""
+        per_image: list[dict[str, float]] = [{} for _ in images]
+        for name in self.monitors:
+            for scores, value in zip(per_image, self._monitor_score(images, prompts, name).scores.tolist()):
+                scores[name] = value
+        return per_image
+
+    def _monitor_steps(self, states: list[PromptState]) -> None:
+        """``monitor_every_step``: score each state's latest step's best image (stage 0's plain one is already scored)."""
+        todo = []
+        for state in states:
+            if state.last.image is state.initial_image:
+                state.history[-1].monitors = dict(state.initial_monitors)
+            else:
+                todo.append(state)
+        if todo:
+            for state, scores in zip(todo, self._monitor([s.last.image for s in todo], [s.prompt for s in todo])):
+                state.history[-1].monitors = scores
+
+    def _result_monitors(self, state: PromptState, chosen: Sample, step: int) -> dict[str, dict[str, float]]:
+        """``{name: {"initial", "selected"}}``: scores already taken are reused, else the selected image is scored now."""
+        if not self.monitors:
+            return {}
+        if chosen.image is state.initial_image:
+            selected = state.initial_monitors
+        elif state.history[step].monitors:  # monitor_every_step scored the step's best image, which is ``chosen``
+            selected = state.history[step].monitors
+        else:
+            selected = self._monitor([chosen.image], [state.prompt])[0]
+        return {name: {"initial": state.initial_monitors[name], "selected": selected[name]} for name in self.monitors}
+
     def _image_context(self, prompts: list[str]) -> ImageContext:
         """Prefilled [cond; uncond] prompt rows; reused while the rows' prompts are unchanged
         (mode ``image`` keeps its think text, so its prompt KV cache is computed once)."""
@@ -416,6 +563,10 @@ class MILRModule(LightningModule):
         """Stage 0 for new prompts: think text, initial image, reward; latents from their hidden
         states. With ``rloo`` the new prompts also decode ``samples_per_step`` candidates from
         those latents, so the first update already has its leave-one-out baseline."""
+        restored = [(p, slot) for p, slot in zip(prompts, free) if p.uid in self._snapshots]
+        for prompt, slot in restored:
+            self._restore(self._snapshots.pop(prompt.uid), slot)
+        prompts, free = [p for p in prompts if p.uid not in {r.uid for r, _ in restored}], [s for s in free if self.slots[s] is None]
         if not prompts:
             return
         bb = self.backbone
@@ -431,6 +582,7 @@ class MILRModule(LightningModule):
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
         answers = self._score(images, list(prompts))
+        monitored = self._monitor(images, list(prompts))
         admitted = []
         for j, (prompt, slot) in enumerate(zip(prompts, free)):
             if answers[j] is None:  # failed (on_reward_failure: skip): it takes no slot
@@ -441,14 +593,15 @@ class MILRModule(LightningModule):
             text_prefix = bb.text_logits(z_t).argmax(-1).cpu() if z_t is not None else torch.zeros(0, dtype=torch.long)
             image_prefix = sample.tokens[j, : self.image_prefix_len].cpu()
             first = Sample(text_prefix, image_prefix, texts[j], images[j], *answers[j])
-            state = PromptState(prompt, slot, generators[j], texts[j], images[j], last=first, started=start, step_started=start)
+            state = PromptState(prompt, slot, generators[j], texts[j], images[j], last=first, started=start, step_started=start,
+                                decoded_images=1, initial_monitors=monitored[j])
             self.slots[slot] = state
-            if z_t is not None and len(z_t) == 0:
+            if self.updates and z_t is not None and len(z_t) == 0:
                 self._record(state, [first])
                 self.stop_prompt(state, StopReason.EMPTY_PREFIX)
             else:
                 admitted.append(state)
-        if self.hparams.estimator != "rloo":
+        if self.hparams.estimator != "rloo" or not self.updates:
             for state in admitted:
                 self._record(state, [state.last])
             return
@@ -456,20 +609,27 @@ class MILRModule(LightningModule):
             self._record(state, [state.last, *samples], update=samples)
 
     def _decode(self, states: list[PromptState]) -> None:
-        for state, samples in self._candidates(states):
+        resample = self.hparams.method == "best_of_n"
+        for state, samples in self._candidates(states, from_latents=not resample):
             self._record(state, samples)
 
-    def _candidates(self, states: list[PromptState]) -> list[tuple[PromptState, list[Sample]]]:
-        """Decode and score ``samples_per_step`` candidates per prompt from its current latents;
-        a prompt whose reward failed (``on_reward_failure: skip``) has left and is not listed."""
-        bb, k = self.backbone, self.hparams.samples_per_step
+    def _candidates(self, states: list[PromptState], from_latents: bool = True) -> list[tuple[PromptState, list[Sample]]]:
+        """Decode and score ``samples_per_step`` candidates per prompt from its current latents,
+        or (best-of-N) one fresh image per prompt from its stage-0 image prompt, no forced prefix.
+        A prompt whose reward failed (``on_reward_failure: skip``) has left and is not listed."""
+        bb, k = self.backbone, self.hparams.samples_per_step if from_latents else 1
         start = time.perf_counter()
         rows = [s for s in states for _ in range(k)]
+        for s in rows:
+            s.decoded_images += 1
         gens = [s.generator for s in rows]
-        text_prefixes = [self._text_prefix(s) for s in rows]
-        texts = self._think_texts(rows, text_prefixes)
-        context = self._image_context([self._image_prompt(s.prompt, t, regeneration=True) for s, t in zip(rows, texts)])
-        if self.uses_image:
+        if from_latents:
+            text_prefixes = [self._text_prefix(s) for s in rows]
+            texts = self._think_texts(rows, text_prefixes)
+        else:
+            text_prefixes, texts = [torch.zeros(0, dtype=torch.long)] * len(rows), [s.think_text for s in rows]
+        context = self._image_context([self._image_prompt(s.prompt, t, regeneration=from_latents) for s, t in zip(rows, texts)])
+        if self.uses_image and from_latents:
             z = torch.stack([self.image_latents[s.slot] for s in rows])
             image_prefixes = bb.sample_prefix(z.to(bb.device), gens)
         else:
@@ -522,12 +682,15 @@ class MILRModule(LightningModule):
         now = time.perf_counter()
         mean = sum(s.reward for s in update) / len(update)
         rewards = [s.reward for s in samples]
-        state.history.append(StepRecord(len(state.history), chosen.reward, chosen.text, now - state.step_started, mean, chosen.details, rewards))
+        state.reward_calls += len(samples)
+        state.history.append(
+            StepRecord(len(state.history), chosen.reward, chosen.text, now - state.step_started, mean, chosen.details, rewards, state.reward_calls)
+        )
         state.step_started = now
         state.samples, state.fresh = update, True
         state.last = chosen
         if state.best is None or chosen.reward > state.best.reward:
-            state.best = chosen
+            state.best, state.best_step = chosen, state.step
         self.scored.append(state)
 
     # ------------------------------------------------------------------ stopping, logging, loss
@@ -537,7 +700,7 @@ class MILRModule(LightningModule):
             return
         if threshold is not None and state.reward > threshold:
             self.stop_prompt(state, StopReason.THRESHOLD)
-        elif state.step >= self.hparams.max_steps:
+        elif state.step >= self.step_budget:
             self.stop_prompt(state, StopReason.MAX_STEPS)
         else:
             for callback in self.trainer.callbacks:
@@ -554,20 +717,31 @@ class MILRModule(LightningModule):
         self.log("reward/min", rewards.min(), on_step=False, on_epoch=True, batch_size=n)
         self.log("reward/max", rewards.max(), on_step=False, on_epoch=True, batch_size=n)
         self.log("prompts/finished", float(len(self.finished)), on_step=False, on_epoch=True, batch_size=n)
+        for name in self.monitors:
+            stepped = [s.history[-1].monitors[name] for s in self.scored if s.history[-1].monitors]
+            if stepped:
+                self.log(f"monitor/{name}/step", sum(stepped) / len(stepped), on_step=False, on_epoch=True, batch_size=len(stepped))
+            for when in ("initial", "selected") if self.finished else ():  # means over the prompts finished so far
+                values = [r.monitors[name][when] for r in self.finished]
+                self.log(f"monitor/{name}/{when}", sum(values) / len(values), on_step=False, on_epoch=True, batch_size=len(values))
 
     def _loss(self) -> torch.Tensor:
         """Sum over running prompts of their REINFORCE loss (a sum, so each prompt's gradient
-        is the same whatever else is in the batch). The schedule says which latents move."""
+        is the same whatever else is in the batch). The schedule says which latents move; the
+        method, whether any move and towards which reward (``anti_reward``: 1 − R)."""
         terms = []
         for state in self.active():
             samples, state.fresh = state.samples, False
+            if not self.updates:
+                continue
             groups = self.schedule.groups(state.step)
             log_probs = torch.zeros(len(samples), device=self.device)
             if "text" in groups:
                 log_probs = log_probs + self._text_log_probs(state.slot, samples)
             if "image" in groups:
                 log_probs = log_probs + self._image_log_probs(state.slot, samples)
-            loss = reinforce_loss(log_probs, torch.tensor([s.reward for s in samples]), self.hparams.estimator)
+            rewards = optimised_reward(self.hparams.method, torch.tensor([s.reward for s in samples]))
+            loss = reinforce_loss(log_probs, rewards, self.hparams.estimator)
             if not torch.isfinite(loss):
                 self.stop_prompt(state, StopReason.NONFINITE)
                 continue

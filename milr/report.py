@@ -234,16 +234,30 @@ def curves(view: RunView) -> tuple[list[float], list[float]]:
     return best, step
 
 
-def svg_chart(series: list[tuple[str, list[float]]], title: str, width: int = 520, height: int = 300) -> str:
-    """A line chart as inline SVG: x = step, y = reward."""
+def calls_curve(view: RunView) -> tuple[list[int], list[float]]:
+    """Mean best-so-far reward over all prompt repeats against reward calls, from the traces'
+    cumulative ``reward_calls`` (empty when the run did not record them). A stopped repeat keeps
+    its best; the curve starts at the call count where every repeat has scored its stage 0."""
+    traces = [r.trace for r in repeats_of(view) if r.trace]
+    if not traces or any("reward_calls" not in s for t in traces for s in t):
+        return [], []
+    calls = list(range(max(t[0]["reward_calls"] for t in traces), max(t[-1]["reward_calls"] for t in traces) + 1))
+    best = lambda t, c: max(float(s["reward"]) for s in t if s["reward_calls"] <= c)  # noqa: E731
+    return calls, [float(np.mean([best(t, c) for t in traces])) for c in calls]
+
+
+def svg_chart(series: list[tuple[str, Sequence[float], list[float]]], title: str, xlabel: str = "step (0 = initial generation)",
+              width: int = 520, height: int = 300) -> str:
+    """A line chart as inline SVG: each series is ``(name, xs, ys)``, x integers (steps, reward calls), y = reward."""
     left, right, top, bottom = 48, 12, 28, 36
-    points = [y for _, ys in series for y in ys]
+    series = [entry for entry in series if entry[2]]
+    points = [y for _, _, ys in series for y in ys]
     if not points:
         return f"<p>{html.escape(title)}: {NA} (no traces)</p>"
     lo, hi = min(points), max(points)
     lo, hi = (lo - 0.05, hi + 0.05) if hi - lo < 1e-9 else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
-    steps = max(len(ys) for _, ys in series)
-    x = lambda s: left + (width - left - right) * (s / max(steps - 1, 1))  # noqa: E731
+    first, last = int(min(xs[0] for _, xs, _ in series)), int(max(xs[-1] for _, xs, _ in series))
+    x = lambda s: left + (width - left - right) * ((s - first) / max(last - first, 1))  # noqa: E731
     y = lambda v: top + (height - top - bottom) * (1 - (v - lo) / (hi - lo))  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" class="chart">',
              f'<text x="{width / 2}" y="16" text-anchor="middle" class="title">{html.escape(title)}</text>',
@@ -252,14 +266,14 @@ def svg_chart(series: list[tuple[str, list[float]]], title: str, width: int = 52
     for v in np.linspace(lo, hi, 5):
         parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">{v:.2f}</text>')
         parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{width - right}" y2="{y(v):.1f}" class="grid"/>')
-    for s in sorted({0, steps - 1, *range(0, steps, max(1, steps // 8))}):
+    for s in sorted({first, last, *range(first, last + 1, max(1, (last - first) // 8))}):
         parts.append(f'<text x="{x(s):.1f}" y="{height - bottom + 14}" text-anchor="middle" class="tick">{s}</text>')
-    parts.append(f'<text x="{(left + width) / 2}" y="{height - 4}" text-anchor="middle" class="tick">step (0 = initial generation)</text>')
-    for i, (name, ys) in enumerate(series):
+    parts.append(f'<text x="{(left + width) / 2}" y="{height - 4}" text-anchor="middle" class="tick">{html.escape(xlabel)}</text>')
+    for i, (name, xs, ys) in enumerate(series):
         color = COLORS[i % len(COLORS)]
-        path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in enumerate(ys))
+        path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in zip(xs, ys))
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"><title>{html.escape(name)}</title></polyline>')
-        parts += [f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}"/>' for s, v in enumerate(ys)]
+        parts += [f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}"/>' for s, v in zip(xs, ys)]
         parts.append(f'<text x="{width - right - 4}" y="{top + 14 * (i + 1)}" text-anchor="end" fill="{color}" class="legend">{html.escape(name)}</text>')
     return "".join(parts) + "</svg>"
 
@@ -355,10 +369,15 @@ def render_html(views: Sequence[RunView], resamples: int, limit: Optional[int]) 
         parts += [f"<h2>Paired differences against {html.escape(views[0].label)}</h2>",
                   "<p class='sub'>per prompt (mean over the repeats both runs have), over the prompts both runs finished; percentile bootstrap over prompts, "
                   f"{resamples} resamples</p>", html_table(*paired_table(views, resamples))]
-    best = [(v.label, curves(v)[0]) for v in views]
-    step = [(v.label, curves(v)[1]) for v in views]
-    parts += ["<h2>Reward versus step</h2><div class='charts'>",
-              svg_chart(best, "best reward so far (mean over prompts)"), svg_chart(step, "reward of the step (prompts still running)"), "</div>"]
+    per_step = [(v.label, *curves(v)) for v in views]
+    best = [(label, range(len(ys)), ys) for label, ys, _ in per_step]
+    step = [(label, range(len(ys)), ys) for label, _, ys in per_step]
+    calls = [(v.label, *calls_curve(v)) for v in views]
+    parts += ["<h2>Reward versus step and versus reward calls</h2><div class='charts'>",
+              svg_chart(best, "best reward so far (mean over prompts)"), svg_chart(step, "reward of the step (prompts still running)")]
+    if any(ys for _, _, ys in calls):
+        parts.append(svg_chart(calls, "best reward so far against reward calls (equal cost)", xlabel="reward calls (cumulative, per prompt)"))
+    parts.append("</div>")
     table, shown, total = gallery(views, limit)
     parts += [f"<h2>Gallery ({shown} of {total} prompts; initial and selected image, think text before and after)</h2>", table, "</body></html>"]
     return "".join(parts)

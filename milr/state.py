@@ -40,8 +40,10 @@ class Sample:
 @dataclass
 class StepRecord:
     """One line of ``trace.jsonl``. ``reward`` is the best of the step's samples (what stopping
-    and selection use), ``mean_reward`` the mean over the samples the update uses, and
-    ``sample_rewards`` every reward scored in the step."""
+    and selection use), ``mean_reward`` the mean over the samples the update uses,
+    ``sample_rewards`` every reward scored in the step, ``reward_calls`` the prompt's reward
+    calls up to and including this step, and ``monitors`` each monitor's score of the step's
+    best image (with ``monitor_every_step``)."""
 
     step: int
     reward: float
@@ -50,23 +52,28 @@ class StepRecord:
     mean_reward: float
     details: dict[str, Any] = field(default_factory=dict)
     sample_rewards: list[float] = field(default_factory=list)
+    reward_calls: int = 0
+    monitors: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        line = {
             "step": self.step,
             "reward": self.reward,
             "mean_reward": self.mean_reward,
             "sample_rewards": self.sample_rewards,
+            "reward_calls": self.reward_calls,
             "text": self.text,
             "seconds": round(self.seconds, 4),
             "details": self.details,
         }
+        return {**line, "monitors": self.monitors} if self.monitors else line
 
 
 @dataclass
 class PromptState:
     """A prompt occupying a latent slot. ``samples`` are the latest step's candidates; ``fresh``
-    until their loss has been taken (then the latents have moved on and need a new decode)."""
+    until their loss has been taken (then the latents have moved on and need a new decode).
+    ``reward_calls`` / ``decoded_images`` count every image scored / decoded for this prompt."""
 
     prompt: Prompt
     slot: int
@@ -77,7 +84,11 @@ class PromptState:
     fresh: bool = False
     history: list[StepRecord] = field(default_factory=list)
     best: Sample | None = None
+    best_step: int = 0
     last: Sample | None = None
+    reward_calls: int = 0
+    decoded_images: int = 0
+    initial_monitors: dict[str, float] = field(default_factory=dict)
     stop_reason: StopReason | None = None
     started: float = field(default_factory=time.perf_counter)
     step_started: float = field(default_factory=time.perf_counter)
@@ -121,7 +132,15 @@ class MILRResult:
     initial_image: Image.Image
     history: list[StepRecord]
     seconds: float
+    method: str = "milr"
+    initial_text: str = ""  # the stage-0 think text (``text`` is the selected image's)
+    selected_step: int = 0  # the step the returned image comes from
+    reward_calls: int = 0  # reward evaluations charged to this prompt (every image scored)
+    decoded_images: int = 0
+    monitors: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> {"initial", "selected"}
 
     @property
     def initial_reward(self) -> float:
-        return self.rewards[0]
+        """Reward of ``initial_image``, the plain stage-0 sample (with ``rloo`` step 0 also scores
+        K candidates, and ``rewards[0]`` is the best of them all)."""
+        return self.history[0].sample_rewards[0]

@@ -98,3 +98,32 @@ def script_judge(reward, monkeypatch, answers: list[str]) -> list:
 
     monkeypatch.setattr(reward.judge, "generate", generate)
     return asked
+
+
+class CrashingReward(Reward):
+    """Scores like ``mean_brightness``; raises on call ``$MILR_TEST_CRASH_ON`` (unset: never). The
+    crash point lives outside the config, so a resumed run has the same settings as the crashed one."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        import os
+
+        self.calls += 1
+        if str(self.calls) == os.environ.get("MILR_TEST_CRASH_ON"):
+            raise RuntimeError("reward server went away")
+        return RewardOutput(mean_brightness(images, prompts))
+
+
+class SlowReward(Reward):
+    """``mean_brightness`` that takes ``seconds`` per call (a slow judge, for time limits)."""
+
+    def __init__(self, seconds: float = 0.3) -> None:
+        self.seconds = seconds
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        import time
+
+        time.sleep(self.seconds)
+        return RewardOutput(mean_brightness(images, prompts))

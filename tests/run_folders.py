@@ -16,6 +16,7 @@ class Step:
     reward: float
     text: str = "think"
     details: dict[str, Any] = field(default_factory=dict)
+    calls: Optional[int] = None  # cumulative reward calls after this step (trace ``reward_calls``), when recorded
 
 
 @dataclass
@@ -63,7 +64,8 @@ def fake_run(folder: Path, prompts: list[FakePrompt], *, per_repeat_files: bool 
             trace.parent.mkdir(parents=True, exist_ok=True)
             trace.write_text(
                 "".join(
-                    json.dumps({"step": i, "reward": s.reward, "mean_reward": s.reward, "text": s.text, "seconds": 0.1, "details": s.details})
+                    json.dumps({"step": i, "reward": s.reward, "mean_reward": s.reward, "text": s.text, "seconds": 0.1, "details": s.details}
+                               | ({} if s.calls is None else {"reward_calls": s.calls}))
                     + "\n"
                     for i, s in enumerate(steps)
                 )

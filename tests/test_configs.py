@@ -77,3 +77,30 @@ def test_every_reward_fragment_brings_its_own_threshold_and_step_budget(capsys):
         assert "reward_threshold" in raw and "max_steps" in raw, fragment
         m = printed(capsys, "configs/janus_pro_7b_geneval.yaml", f"configs/rewards/{fragment}")["model"]
         assert (m["reward_threshold"], m["max_steps"]) == (threshold, steps), fragment
+
+
+def test_the_compare_script_runs_every_method_at_equal_reward_calls_and_reports(tmp_path):
+    """configs/compare/run.sh on the tiny demo (2 prompts, no threshold, 4 steps: 5 reward calls;
+    rloo K = 2 gets max_steps 1, 1 + 2 · 2 = 5 calls too)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from milr.runs import read_run
+
+    options = ["--config", str(ROOT / "configs" / "demo.yaml"), "--data.prompts", "[a red apple, a blue car]", "--model.max_steps", "4",
+               "--model.reward_threshold", "null", "--model.reward.init_args.calibration_samples", "16", "--trainer.enable_progress_bar", "false"]
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run([str(ROOT / "configs" / "compare" / "run.sh"), str(tmp_path), *options], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "budget 5 reward calls per prompt (rloo: 5, max_steps 1)" in done.stdout
+    expected = {"milr": ("milr", 5), "base": ("base", 1), "best_of_n": ("best_of_n", 5), "milr_rloo": ("milr", 5), "anti_reward": ("anti_reward", 5)}
+    for name, (method, calls) in expected.items():
+        run = read_run(tmp_path / name)
+        assert run.method == method and [r.get("reward_calls") for p in run.prompts for r in p.repeats] == [calls, calls]
+        assert (tmp_path / "tensorboard" / name).is_dir()
+    assert json.loads((tmp_path / "milr_rloo" / "00000" / "result.json").read_text())["steps"] == 1
+    page = (tmp_path / "report.html").read_text()
+    assert "against reward calls" in page and page.count("<img ") == 2 * 2 * 5

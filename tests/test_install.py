@@ -17,7 +17,7 @@ from data.datamodule import load_range
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("milr", "rewards", "data", "callbacks")
-MAIN_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name != "rewards" and p.parent.name != "presets")
+MAIN_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name not in ("rewards", "presets", "compare"))  # fragments
 
 
 def all_modules() -> list[str]:

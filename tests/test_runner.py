@@ -12,6 +12,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train_free_runner
+from milr.runs import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model.max_steps", "3", "--model.reward.init_args.calibration_samples", "16", "--trainer.enable_progress_bar", "false"]
@@ -29,15 +30,15 @@ def test_demo_writes_the_geneval_layout_traces_summary_and_tensorboard(tmp_path)
         meta = json.loads((folder / "metadata.jsonl").read_text())
         assert meta["prompt"]
         assert Image.open(folder / "samples" / "0000.png").size == (32, 32)
-        assert Image.open(folder / "initial.png").size == (32, 32)
-        trace = [json.loads(line) for line in (folder / "trace.jsonl").read_text().splitlines()]
+        assert Image.open(folder / "initial" / "0000.png").size == (32, 32)
+        trace = [json.loads(line) for line in (folder / "trace" / "0000.jsonl").read_text().splitlines()]
         assert [t["step"] for t in trace] == list(range(len(trace))) and 1 <= len(trace) <= 4
         assert all({"reward", "text", "seconds"} <= set(t) for t in trace)
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == summary and summary["prompts"] == 6
     assert set(summary) == {
-        "prompts", "initial_reward_mean", "final_reward_mean", "selected_reward_mean", "best_reward_mean", "mean_steps",
-        "seconds_this_run", "seconds_all_runs", "reward_retries", "failed",
+        "prompts", "images", "initial_reward_mean", "final_reward_mean", "selected_reward_mean", "best_reward_mean",
+        "mean_steps", "in_flight", "seconds_this_run", "seconds_all_runs", "reward_retries", "failed",
     }
     assert summary["failed"] == [] and not (tmp_path / "failed").exists()
     assert summary["selected_reward_mean"] == summary["best_reward_mean"]  # select: best
@@ -78,18 +79,20 @@ def test_the_run_shows_no_warnings_a_user_cannot_act_on(tmp_path, monkeypatch, r
     assert lightning_log.filter(record("GPU available: False, used: False"))  # Lightning's own info stays
 
 
-def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path):
-    failing = ["--model.reward", "tests.helpers.FailingReward", "--model.reward.fail_on", "6", "--data.batch_size", "1"]
+def test_interrupted_run_resumes_without_redoing_finished_prompts(tmp_path, monkeypatch):
+    crashing = ["--model.reward", "tests.helpers.CrashingReward", "--data.batch_size", "1"]
+    monkeypatch.setenv("MILR_TEST_CRASH_ON", "6")
     with pytest.raises(RuntimeError, match="reward server went away"):
-        run(tmp_path, *failing)
+        run(tmp_path, *crashing)
+    monkeypatch.delenv("MILR_TEST_CRASH_ON")
     done = sorted(p.name for p in tmp_path.glob("*/result.json"))
     assert 1 <= len(done) < 6  # some prompts were written before the crash, some were not
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/samples/0000.png")}
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no partial files
-    summary = run(tmp_path)
+    summary = run(tmp_path, *crashing)
     assert summary["prompts"] == 6
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished prompts were not redone
-    assert run(tmp_path) == {}  # a third run finds nothing to do (and does not trip on config.yaml)
+    assert run(tmp_path, *crashing) == {}  # a third run finds nothing to do (and does not trip on config.yaml)
 
 
 def test_skip_lists_a_failed_prompt_and_a_rerun_with_the_reward_back_completes_it(tmp_path):
@@ -101,8 +104,8 @@ def test_skip_lists_a_failed_prompt_and_a_rerun_with_the_reward_back_completes_i
     summary = run(out, *flaky)
     assert summary["prompts"] == 5 and summary["reward_retries"] == 1  # prompt 2: one retry, then failed
     [failed] = summary["failed"]
-    assert (failed["index"], failed["step"]) == (2, 0) and "TransientRewardError: reward server went away" in failed["reason"]
-    record = json.loads((out / "failed" / "00002.json").read_text())
+    assert (failed["uid"], failed["index"], failed["step"]) == ("00002#0", 2, 0) and "TransientRewardError: reward server went away" in failed["reason"]
+    record = json.loads((out / "failed" / "00002#0.json").read_text())
     assert {k: record[k] for k in failed} == failed and record["metadata"]["prompt"] == failed["prompt"]
     assert not (out / "00002").exists()  # a failed prompt is not written as complete
     outage.unlink()  # the server is back: the same command retries the failed prompt only
@@ -118,7 +121,7 @@ def test_skip_lists_a_failed_prompt_and_a_rerun_with_the_reward_back_completes_i
 )
 def test_every_config_parses_against_the_cli(config, capsys):
     args = ["--config", str(ROOT / config)]
-    if config.startswith("configs/rewards/"):
+    if config.startswith(("configs/rewards/", "configs/presets/", "configs/compare/")):  # fragments: on a main config
         args = ["--config", str(ROOT / "configs" / "demo.yaml"), *args]
     with pytest.raises(SystemExit) as exit_:
         train_free_runner.main([*args, "--print_config"])
@@ -144,7 +147,27 @@ def test_each_ablation_step_order_runs_end_to_end_through_the_runner(tmp_path, o
                   "--data.prompts", "[a red apple, a blue car]", "--data.batch_size", "2")
     assert summary["prompts"] == 2 and summary["mean_steps"] == 3  # no threshold: the whole budget
     for folder in ("00000", "00001"):
-        trace = [json.loads(line) for line in (tmp_path / folder / "trace.jsonl").read_text().splitlines()]
+        trace = [json.loads(line) for line in (tmp_path / folder / "trace" / "0000.jsonl").read_text().splitlines()]
         assert [t["step"] for t in trace] == [0, 1, 2, 3]  # one reward call per (sub-)step, all in the budget
         assert all(t["sample_rewards"] == [t["reward"]] for t in trace)
     assert "step_order: " + order in (tmp_path / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize(("method", "calls"), [("base", 1), ("best_of_n", 4), ("milr", 4), ("anti_reward", 4)])
+def test_each_method_runs_end_to_end_and_records_its_cost_and_monitors(tmp_path, method, calls):
+    monitor = "[{class_path: rewards.pixel.ColorReward, init_args: {calibrate: false}}]"
+    summary = run(tmp_path, "--model.method", method, "--model.reward_threshold", "null", "--model.monitors", monitor,
+                  "--data.prompts", "[a red apple, a blue car]", "--data.batch_size", "2")
+    assert summary["prompts"] == 2 and summary["mean_steps"] == calls - 1  # no threshold: the whole budget
+    for folder in ("00000", "00001"):
+        record = json.loads((tmp_path / folder / "result.json").read_text())
+        trace = [json.loads(line) for line in (tmp_path / folder / "trace.jsonl").read_text().splitlines()]
+        assert record["method"] == method and record["reward_calls"] == record["decoded_images"] == calls
+        assert [t["reward_calls"] for t in trace] == list(range(1, calls + 1))  # cumulative, one image a step
+        chosen = trace[record["selected_step"]]
+        assert chosen["reward"] == record["selected_reward"] == max(t["reward"] for t in trace)
+        assert record["initial_text"] == trace[0]["text"] and record["text"] == chosen["text"]
+        assert set(record["monitors"]) == {"pixel_color"} and all(0 <= v <= 1 for v in record["monitors"]["pixel_color"].values())
+    assert f"method: {method}" in (tmp_path / "config.yaml").read_text() and read_run(tmp_path).method == method
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert {"monitor/pixel_color/initial", "monitor/pixel_color/selected"} <= set(events.Tags()["scalars"])

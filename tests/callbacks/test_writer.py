@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -31,10 +32,11 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_only_prompts_with_a_result_file_count_as_complete(tmp_path):
     (tmp_path / "00000").mkdir()
-    (tmp_path / "00000" / "result.json").write_text('{"initial_reward": 0.1, "final_reward": 0.4, "selected_reward": 0.5, "best_reward": 0.5, "steps": 2}')
+    repeat = {"repeat": 0, "initial_reward": 0.1, "final_reward": 0.4, "selected_reward": 0.5, "best_reward": 0.5, "steps": 2}
+    (tmp_path / "00000" / "result.json").write_text(json.dumps({"key": "00000", "repeats": [repeat]}))
     (tmp_path / "00001" / "samples").mkdir(parents=True)  # interrupted before result.json
     (tmp_path / "tensorboard").mkdir()
-    assert completed(tmp_path) == {0}
+    assert completed(tmp_path) == {"00000#0"}
     summary = summarize(tmp_path, seconds=1.0)
     assert summary["prompts"] == 1 and summary["best_reward_mean"] == 0.5 and summary["mean_steps"] == 2
 

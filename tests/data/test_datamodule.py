@@ -25,11 +25,16 @@ def prompt_file(tmp_path) -> Path:
     return path
 
 
+def u(*indices: int) -> list[str]:
+    """Units (``Prompt.uid``) of repeat 0 of the prompts at ``indices``."""
+    return [f"{i:05d}#0" for i in indices]
+
+
 def setup_dm(rank: int = 0, world_size: int = 1, skip=(), **kwargs) -> MILRDataModule:
     dm = MILRDataModule(**kwargs)
     if world_size > 1 or rank:
         dm.trainer = SimpleNamespace(global_rank=rank, world_size=world_size)
-    dm.skip(skip)
+    dm.skip(u(*skip))
     dm.setup("fit")
     return dm
 
@@ -49,14 +54,14 @@ def test_stream_take_pops_in_order_until_exhausted():
     assert indices(stream.take(2)) == [2, 3]
     assert indices(stream.pending_prompts) == [4]
     assert indices(stream.take(10)) == [4]  # fewer than asked near the end
-    assert (stream.pending, stream.exhausted, stream.taken) == (0, True, [0, 1, 2, 3, 4])
+    assert (stream.pending, stream.exhausted, stream.taken) == (0, True, u(0, 1, 2, 3, 4))
     assert stream.take(3) == []
 
 
 def test_stream_rejects_negative_take_and_duplicate_indices():
     with pytest.raises(ValueError, match="n >= 0"):
         PromptStream(make_prompts(2)).take(-1)
-    with pytest.raises(ValueError, match=r"repeated: \[1\]"):
+    with pytest.raises(ValueError, match=r"repeated: \['00001#0'\]"):
         PromptStream(make_prompts(3) + [Prompt("again", 1)])
 
 
@@ -66,21 +71,21 @@ def test_stream_state_dict_round_trip():
     stream.take(1)
     restored = PromptStream(make_prompts(6))
     restored.load_state_dict(stream.state_dict())
-    assert restored.taken == [0, 1, 2]
+    assert restored.taken == u(0, 1, 2)
     assert indices(restored.pending_prompts) == indices(stream.pending_prompts) == [3, 4, 5]
     assert indices(restored.take(2)) == indices(stream.take(2)) == [3, 4]
 
 
 def test_stream_state_removes_taken_prompts_wherever_they_are():
     stream = PromptStream(make_prompts(5))
-    stream.load_state_dict({"taken": [3, 0]})
+    stream.load_state_dict({"taken": u(3, 0)})
     assert indices(stream.pending_prompts) == [1, 2, 4]
-    assert stream.taken == [3, 0]
+    assert stream.taken == u(3, 0)
 
 
 def test_stream_state_with_foreign_indices_is_an_error():
-    with pytest.raises(ValueError, match=r"does not hold: \[7\]"):
-        PromptStream(make_prompts(5)).load_state_dict({"taken": [1, 7]})
+    with pytest.raises(ValueError, match=r"does not hold: \['00007#0'\]"):
+        PromptStream(make_prompts(5)).load_state_dict({"taken": u(1, 7)})
 
 
 # --------------------------------------------------------------------------- PromptFeed / DataLoader
@@ -99,7 +104,7 @@ def test_dataloader_yields_the_stream_and_prefetching_consumes_nothing(prompt_fi
     first, second = iter(loader), iter(loader)
     batches = [next(first), next(first), next(second)]
     assert all(batch is dm.stream for batch in batches)
-    assert dm.stream.pending == 10 and dm.stream.taken == []
+    assert dm.stream.pending == 10 and dm.stream.taken == u()
     assert indices(batches[0].take(3)) == [0, 1, 2]
     assert dm.stream.pending == 7
 
@@ -129,7 +134,7 @@ def test_trainer_prefetch_does_not_admit_prompts_before_the_step(prompt_file):
     )
     trainer.fit(model, datamodule=dm)
     assert model.admitted == [[0], [1], [2]]
-    assert dm.stream.taken == [0, 1, 2] and dm.stream.pending == 7
+    assert dm.stream.taken == u(0, 1, 2) and dm.stream.pending == 7
 
 
 # --------------------------------------------------------------------------- MILRDataModule
@@ -216,7 +221,7 @@ def test_skip_excludes_finished_prompts_from_the_stream_only(prompt_file):
 def test_skip_after_setup_is_refused(prompt_file):
     dm = setup_dm(path=str(prompt_file))
     with pytest.raises(RuntimeError, match=r"skip\(\) must be called before setup\(\)"):
-        dm.skip([1])
+        dm.skip(u(1))
 
 
 def test_accessors_before_setup_are_refused(prompt_file):
@@ -239,7 +244,7 @@ def test_state_restores_the_cursor_before_or_after_setup(prompt_file):
     dm = setup_dm(path=str(prompt_file))
     dm.stream.take(3)
     state = dm.state_dict()
-    assert state == {"taken": [0, 1, 2]}
+    assert state == {"taken": u(0, 1, 2)}
 
     after = setup_dm(path=str(prompt_file))
     stream = after.stream
@@ -264,14 +269,14 @@ def test_state_is_redistributed_when_the_world_size_changes(prompt_file):
         shard.load_state_dict(state)
         shard.setup("fit")
     assert [indices(r.pending_prompts) for r in ranks] == [[6, 8], [5, 7, 9]]
-    assert [r.stream.taken for r in ranks] == [[0, 2, 4], [1, 3]]
+    assert [r.stream.taken for r in ranks] == [u(0, 2, 4), u(1, 3)]
 
 
 def test_state_combined_with_skip_ignores_skipped_prompts(prompt_file):
     dm = setup_dm(path=str(prompt_file))
     dm.stream.take(4)
     resumed = MILRDataModule(path=str(prompt_file))
-    resumed.skip([0, 1, 7])  # finished outputs found on disk
+    resumed.skip(u(0, 1, 7))  # finished outputs found on disk
     resumed.load_state_dict(dm.state_dict())
     resumed.setup("fit")
     assert indices(resumed.pending_prompts) == [4, 5, 6, 8, 9]
@@ -283,16 +288,16 @@ def test_state_dict_gathers_what_every_rank_has_taken(prompt_file, monkeypatch):
     dm.stream.take(2)  # rank 0 took 0, 2; pretend rank 1 took 1
 
     def all_gather_object(parts, obj):
-        parts[0], parts[1] = obj, [1]
+        parts[0], parts[1] = obj, u(1)
 
     monkeypatch.setattr(datamodule_module.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(datamodule_module.dist, "get_world_size", lambda: 2)
     monkeypatch.setattr(datamodule_module.dist, "all_gather_object", all_gather_object)
-    assert dm.state_dict() == {"taken": [0, 1, 2]}
+    assert dm.state_dict() == {"taken": u(0, 1, 2)}
 
 
 def test_state_dict_without_distributed_is_local(prompt_file):
     assert not torch.distributed.is_initialized()
     dm = setup_dm(path=str(prompt_file))
     dm.stream.take(2)
-    assert dm.state_dict() == {"taken": [0, 1]}
+    assert dm.state_dict() == {"taken": u(0, 1)}

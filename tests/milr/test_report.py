@@ -111,3 +111,17 @@ def test_large_images_are_embedded_as_thumbnails_and_missing_ones_say_so(tmp_pat
     with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as thumb:
         assert thumb.size == (256, 256)
     assert report.data_uri(tmp_path / "absent.png") is None and "n/a" in report.figure(None, "initial")
+
+
+def test_reward_against_reward_calls_is_plotted_when_traces_record_them(tmp_path):
+    def prompt(key, steps):
+        return FakePrompt(key, {"prompt": key}, [[Step(r, calls=c) for r, c in steps]])
+
+    bon = report.load(fake_run(tmp_path / "bon", [prompt("p1", [(0.2, 1), (0.5, 2), (0.4, 3)]), prompt("p2", [(0.6, 1)])]))
+    rloo = report.load(fake_run(tmp_path / "rloo", [prompt("p1", [(0.3, 3), (0.9, 5)]), prompt("p2", [(0.1, 3)])]))
+    assert report.calls_curve(bon) == ([1, 2, 3], pytest.approx([0.4, 0.55, 0.55]))  # a stopped prompt keeps its best
+    assert report.calls_curve(rloo) == ([3, 4, 5], pytest.approx([0.2, 0.2, 0.5]))  # starts once every stage 0 is scored
+    page = report.render_html([bon, rloo], resamples=10, limit=None)
+    assert "best reward so far against reward calls" in page and page.count("<polyline") == 6
+    plain = report.load(fake_run(tmp_path / "plain", [prompt("p1", [(0.2, None)])]))
+    assert report.calls_curve(plain) == ([], []) and "against reward calls" not in report.render_html([plain], 10, None)

@@ -59,11 +59,11 @@ def test_the_real_runner_output_reads_back_exports_and_reports(tmp_path):
     assert [p.key for p in run.prompts] == [f"{i:05d}" for i in range(6)]
     for p in run.prompts:
         [r] = p.repeats
-        assert r.sample.is_file() and r.initial.name == "initial.png" and 1 <= len(r.trace) <= 3
+        assert r.sample.is_file() and r.initial == r.sample.parent.parent / "initial" / "0000.png" and 1 <= len(r.trace) <= 3
         assert r.selected_step is not None and r.selected_step["reward"] == r.selected_reward
         assert r.initial_text == r.trace[0]["text"] and r.initial_reward == r.trace[0]["reward"]
     export.export_t2i_compbench(run, tmp_path / "compbench")
     assert [text for _, text, _ in compbench_listing(str(tmp_path / "compbench"))] == [p.text for p in run.prompts]
     page = report.main([str(tmp_path)]).read_text()
-    assert page.count("<img ") == 12 and page.count("<polyline") == 2  # initial + selected of 6 prompts; two curves
+    assert page.count("<img ") == 12 and page.count("<polyline") == 3  # initial + selected of 6 prompts; per step two curves, per reward call one
     assert "<td>ColorReward</td>" in page  # the reward class, read from config.yaml

@@ -27,5 +27,5 @@ def test_two_ranks_complete_every_prompt_once(tmp_path):
     results = sorted(tmp_path.glob("*/result.json"))
     assert [p.parent.name for p in results] == [f"{i:05d}" for i in range(6)]
     for path in results:
-        trace = (path.parent / "trace.jsonl").read_text().splitlines()
-        assert len(trace) == json.loads(path.read_text())["steps"] + 1  # one run per prompt, no duplicates
+        trace = (path.parent / "trace" / "0000.jsonl").read_text().splitlines()
+        assert len(trace) == json.loads(path.read_text())["repeats"][0]["steps"] + 1  # one run per prompt, no duplicates

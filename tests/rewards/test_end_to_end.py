@@ -82,11 +82,12 @@ def finished_run(out: Path, summary: dict[str, Any], n: int, class_path: str, de
     assert summary["prompts"] == n and json.loads((out / "summary.json").read_text()) == summary
     assert f"class_path: {class_path}" in (out / "config.yaml").read_text()  # the YAML chose the reward
     traces = []
-    for index in range(n):
-        folder = out / f"{index:05d}"
-        result = json.loads((folder / "result.json").read_text())
+    folders = sorted(p.parent for p in out.glob("*/result.json"))
+    assert len(folders) == n
+    for folder in folders:
+        result = json.loads((folder / "result.json").read_text())["repeats"][0]
         assert all(0.0 <= result[k] <= 1.0 for k in ("initial_reward", "final_reward", "best_reward"))
-        trace = [json.loads(line) for line in (folder / "trace.jsonl").read_text().splitlines()]
+        trace = [json.loads(line) for line in (folder / "trace" / "0000.jsonl").read_text().splitlines()]
         assert [t["step"] for t in trace] == list(range(len(trace))) and 1 <= len(trace) <= 2
         assert trace[0]["reward"] == result["initial_reward"] and max(t["reward"] for t in trace) == result["best_reward"]
         for step in trace:
@@ -130,7 +131,7 @@ def test_geneval_yaml_judges_tiny_detector_output_by_the_official_rules(ckpt, tm
     keys = {"tag", "correct", "reason", "fraction", "detections", "colors"}
     bench, red_bench, cow = finished_run(tmp_path / "out", summary, 3, "rewards.geneval.GenEvalReward", keys)
     assert [t["reward"] for t in bench] == [1.0] and bench[0]["details"]["correct"]
-    assert json.loads((tmp_path / "out" / "00000" / "result.json").read_text())["stop_reason"] == "threshold"
+    assert json.loads((tmp_path / "out" / "00000" / "result.json").read_text())["repeats"][0]["stop_reason"] == "threshold"
     assert [t["reward"] for t in cow] == [0.0, 0.0] and cow[0]["details"]["reason"] == "expected cow>=1, found 0"
     for step in red_bench:
         [colour] = step["details"]["colors"]["bench"]
