@@ -30,7 +30,7 @@ from rich.table import Table
 from callbacks.image_logger import TensorBoardImageLogger
 from callbacks.progress import PromptProgressBar
 from callbacks.timing import StepTimer
-from callbacks.writer import OutputWriter, atomic_write, completed, failed_records, load_inflight, stored_prompts
+from callbacks.writer import OutputWriter, atomic_write, completed, failed_records, load_inflight, recover, stored_prompts
 from data.datamodule import MILRDataModule, load_range
 from milr.api import ignore_known_warnings
 from milr.backbone import CheckpointError, check_checkpoint
@@ -272,6 +272,7 @@ def run(cli: MILRCLI) -> dict[str, Any]:
         save_config(out, cli.parser.dump(cli.config, skip_unset=False))
         if cli.run_record is not None:
             atomic_write(out / RUN_FILE, json.dumps(cli.run_record, indent=1, default=str))
+        recover(out, cli.datamodule.repeats)
         done = completed(out)
         snapshots = load_inflight(out)
         cli.datamodule.skip(done)

@@ -129,6 +129,7 @@ def stage_repeat(output_dir: Path, result: MILRResult) -> None:
     prompt, r = result.prompt, result.prompt.repeat
     stage = Path(output_dir, STAGING, prompt.key)
     if not (stage / PROMPT_FILE).is_file():
+        atomic_write(stage / "metadata.json", json.dumps(prompt.metadata))
         atomic_write(stage / PROMPT_FILE, json.dumps(_prompt_info(prompt)))
     atomic_write(stage / "samples" / f"{r:04d}.png", png_bytes(result.image))
     atomic_write(stage / "initial" / f"{r:04d}.png", png_bytes(result.initial_image))
@@ -149,10 +150,32 @@ def complete_prompt(output_dir: Path, prompt: Prompt, repeats: int) -> bool:
     atomic_write(stage / "metadata.jsonl", json.dumps(prompt.metadata or {"prompt": prompt.text}) + "\n")
     result = {**_prompt_info(prompt), "repeats": [json.loads(f.read_text()) for f in records]}
     atomic_write(stage / RESULT_FILE, json.dumps(result, indent=1))
-    shutil.rmtree(stage / "repeats")
-    (stage / PROMPT_FILE).unlink()
     os.rename(stage, final)
+    _drop_staging_files(final)
     return True
+
+
+def _drop_staging_files(folder: Path) -> None:
+    shutil.rmtree(folder / "repeats", ignore_errors=True)
+    (folder / PROMPT_FILE).unlink(missing_ok=True)
+    (folder / "metadata.json").unlink(missing_ok=True)
+
+
+def recover(output_dir: str | Path, repeats: int) -> None:
+    """Finish what a killed run left between two writes: a staged prompt whose repeats are all
+    recorded is completed, a complete folder loses leftover staging files, and the in-flight
+    snapshot of a unit that was written is dropped."""
+    out = Path(output_dir)
+    for info in sorted(out.glob(f"{STAGING}/*/{PROMPT_FILE}")):
+        stored = json.loads(info.read_text())
+        prompt = Prompt(stored["prompt"], stored["index"], json.loads((info.parent / "metadata.json").read_text()), key=stored["key"])
+        complete_prompt(out, prompt, repeats)
+    for result in out.glob(f"*/{RESULT_FILE}"):
+        _drop_staging_files(result.parent)
+    done = completed(out)
+    for snapshot in out.glob(f"{INFLIGHT}/*.pt"):
+        if snapshot.stem in done:
+            snapshot.unlink()
 
 
 def failed_path(output_dir: Path, prompt: Prompt) -> Path:

@@ -127,3 +127,20 @@ class SlowReward(Reward):
 
         time.sleep(self.seconds)
         return RewardOutput(mean_brightness(images, prompts))
+
+
+class FlakyReward(Reward):
+    """``mean_brightness`` whose calls fail with a transient error at ``failure_rate`` (a flaky
+    remote judge): the call policy retries them."""
+
+    def __init__(self, failure_rate: float = 0.1) -> None:
+        self.failure_rate = failure_rate
+
+    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
+        import random
+
+        from rewards.base import TransientRewardError
+
+        if random.random() < self.failure_rate:
+            raise TransientRewardError("judge answered 503")
+        return RewardOutput(mean_brightness(images, prompts))

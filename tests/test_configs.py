@@ -101,6 +101,6 @@ def test_the_compare_script_runs_every_method_at_equal_reward_calls_and_reports(
         run = read_run(tmp_path / name)
         assert run.method == method and [r.get("reward_calls") for p in run.prompts for r in p.repeats] == [calls, calls]
         assert (tmp_path / "tensorboard" / name).is_dir()
-    assert json.loads((tmp_path / "milr_rloo" / "00000" / "result.json").read_text())["steps"] == 1
+    assert json.loads((tmp_path / "milr_rloo" / "00000" / "result.json").read_text())["repeats"][0]["steps"] == 1
     page = (tmp_path / "report.html").read_text()
     assert "against reward calls" in page and page.count("<img ") == 2 * 2 * 5

@@ -161,3 +161,25 @@ def test_a_prompt_folder_appears_whole_or_not_at_all(tmp_path):
         if folder.is_dir() and not folder.name.startswith(".") and folder.name != "tensorboard":
             assert (folder / "result.json").is_file()  # a visible prompt folder is complete
             assert len(list((folder / "samples").iterdir())) == 2
+
+
+def test_a_run_killed_between_two_writes_is_finished_by_the_next_one(tmp_path, monkeypatch):
+    """Killed after a prompt's last repeat was staged but before its folder was renamed into place:
+    the next run completes that folder instead of losing or redoing the prompt."""
+    from callbacks import writer
+
+    real_rename = os.rename
+
+    def killed(src, dst):
+        raise SystemExit("killed")  # stands in for SIGKILL at the worst moment
+
+    monkeypatch.setattr(writer.os, "rename", killed)
+    with pytest.raises(SystemExit):
+        run(tmp_path, "--model.max_steps", "1", "--data.prompts", "[a red apple, a blue car]", "--data.batch_size", "1")
+    monkeypatch.setattr(writer.os, "rename", real_rename)
+    assert list((tmp_path / ".partial").iterdir()) and not results(tmp_path)
+    summary = run(tmp_path, "--model.max_steps", "1", "--data.prompts", "[a red apple, a blue car]", "--data.batch_size", "1")
+    assert summary["prompts"] == 2 and sorted(results(tmp_path)) == ["00000", "00001"]
+    assert not list((tmp_path / ".partial").iterdir())
+    for folder in ("00000", "00001"):
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["initial", "metadata.jsonl", "result.json", "samples", "trace"]

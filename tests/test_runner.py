@@ -160,8 +160,8 @@ def test_each_method_runs_end_to_end_and_records_its_cost_and_monitors(tmp_path,
                   "--data.prompts", "[a red apple, a blue car]", "--data.batch_size", "2")
     assert summary["prompts"] == 2 and summary["mean_steps"] == calls - 1  # no threshold: the whole budget
     for folder in ("00000", "00001"):
-        record = json.loads((tmp_path / folder / "result.json").read_text())
-        trace = [json.loads(line) for line in (tmp_path / folder / "trace.jsonl").read_text().splitlines()]
+        record = json.loads((tmp_path / folder / "result.json").read_text())["repeats"][0]
+        trace = [json.loads(line) for line in (tmp_path / folder / "trace" / "0000.jsonl").read_text().splitlines()]
         assert record["method"] == method and record["reward_calls"] == record["decoded_images"] == calls
         assert [t["reward_calls"] for t in trace] == list(range(1, calls + 1))  # cumulative, one image a step
         chosen = trace[record["selected_step"]]
