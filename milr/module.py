@@ -28,6 +28,7 @@ from torch import nn
 from data.prompt import Prompt
 from milr.backbone import ImageContext, JanusBackbone
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
+from milr.prompt_cache import PromptCache, PromptKV
 from milr.prompts import image_prompt
 from milr.state import MILRResult, PromptState, Sample, StepRecord, StopReason
 from rewards.base import Reward, as_reward, score
@@ -114,7 +115,9 @@ class MILRModule(LightningModule):
         self.finished: list[MILRResult] = []
         self.scored: list[PromptState] = []  # prompts scored in the current step, for callbacks
         self.timings: dict[str, float] = {}  # seconds per phase of the current step
-        self._context: ImageContext | None = None
+        # each prompt's prefilled think and image prompts, kept across steps (milr.prompt_cache)
+        self._think_prompts = PromptCache(backbone.think_rows, "rows" if backbone.reuse_prompts else "never")
+        self._image_prompts = PromptCache(backbone.image_rows, "rows" if backbone.reuse_prompts else "batch")
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
@@ -186,6 +189,8 @@ class MILRModule(LightningModule):
         self.finished.append(result)
         self.slots[state.slot] = None
         self._reset_latents(state.slot)
+        self._think_prompts.release(state.prompt.index)
+        self._image_prompts.release(state.prompt.index)
         return result
 
     # ------------------------------------------------------------------ latents
@@ -225,12 +230,15 @@ class MILRModule(LightningModule):
         self.timings["reward"] += time.perf_counter() - start
         return out
 
-    def _image_context(self, prompts: list[str]) -> ImageContext:
-        """Prefilled [cond; uncond] prompt rows; reused while the rows' prompts are unchanged
-        (mode ``image`` keeps its think text, so its prompt KV cache is computed once)."""
-        if self._context is None or self._context.prompts != prompts:
-            self._context = self.backbone.image_context(prompts)
-        return self._context
+    def _image_context(self, prompts: list[Prompt], texts: list[str]) -> ImageContext:
+        """Prefilled [cond; uncond] image prompt rows; a row is prefilled only when its prompt is
+        new or its think text changed (mode ``image`` keeps its think text: prefilled once)."""
+        chat = [image_prompt(p.text, t) for p, t in zip(prompts, texts)]
+        return self.backbone.image_context(chat, self._image_prompts.rows([p.index for p in prompts], chat))
+
+    def _think_rows(self, prompts: Sequence[Prompt]) -> list[PromptKV]:
+        """Each prompt's prefilled think prompt, prefilled once per prompt."""
+        return self._think_prompts.rows([p.index for p in prompts], [p.text for p in prompts])
 
     def _admit(self, prompts: Sequence[Prompt], free: list[int]) -> None:
         """Stage 0 for new prompts: think text, initial image, reward; latents from their hidden states."""
@@ -238,9 +246,10 @@ class MILRModule(LightningModule):
             return
         bb = self.backbone
         start = time.perf_counter()
-        think = bb.think([p.text for p in prompts], record_hidden=self.uses_text)
+        rows = self._think_rows(prompts) if self.uses_text else None  # mode image never thinks again
+        think = bb.think([p.text for p in prompts], record_hidden=self.uses_text, prompt_rows=rows)
         generators = [self._generator(p) for p in prompts]
-        context = self._image_context([image_prompt(p.text, t) for p, t in zip(prompts, think.texts)])
+        context = self._image_context(list(prompts), think.texts)
         sample = bb.sample_image(context, generators, record_hidden=self.image_prefix_len)
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
@@ -265,7 +274,7 @@ class MILRModule(LightningModule):
         gens = [s.generator for s in rows]
         text_prefixes = [self._text_prefix(s) for s in rows]
         texts = self._think_texts(rows, text_prefixes)
-        context = self._image_context([image_prompt(s.prompt.text, t) for s, t in zip(rows, texts)])
+        context = self._image_context([s.prompt for s in rows], texts)
         if self.uses_image:
             z = torch.stack([self.image_latents[s.slot] for s in rows])
             image_prefixes = bb.sample_prefix(z.to(bb.device), gens)
@@ -303,7 +312,8 @@ class MILRModule(LightningModule):
         todo = list(dict.fromkeys(k for k in keys if k not in known))
         if todo:
             by_key = {k: (s, p) for k, s, p in zip(keys, rows, prefixes)}
-            out = self.backbone.think([by_key[k][0].prompt.text for k in todo], [by_key[k][1] for k in todo])
+            prompts = [by_key[k][0].prompt for k in todo]
+            out = self.backbone.think([p.text for p in prompts], [by_key[k][1] for k in todo], prompt_rows=self._think_rows(prompts))
             known.update(zip(todo, out.texts))
         return [known[k] for k in keys]
 
