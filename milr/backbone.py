@@ -158,19 +158,22 @@ class JanusBackbone:
         self.boi_token = tokenizer.boi_token
         self.boi_id = int(tokenizer.convert_tokens_to_ids(self.boi_token))
         self.num_image_tokens = int(self.model.config.vision_config.num_image_tokens)
-        # GPU fast path: a preallocated KV cache gives the image loop fixed shapes, which is
-        # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
+        self.set_fast_path(static_cache, compile)
+        # a MILRModule keeps each prompt's prefilled think and image prompt across steps and
+        # prefills only new or changed ones; False: the think prompt is prefilled at every think
+        # decode and the image prompts whenever any of them changed (milr before per-prompt
+        # caches, kept so the bench can time both in one run)
+        self.reuse_prompts = reuse_prompts
+
+    def set_fast_path(self, static_cache: bool, compile: bool) -> None:
+        """GPU fast path: a preallocated KV cache gives the image loop fixed shapes, which is what
+        torch.compile (and CUDA graphs under mode="reduce-overhead") need; ``compile`` implies it."""
         self.static_cache = static_cache or compile
         # dynamic=None: the first shape is compiled static; the first change (batch size, cache-length
         # bucket) recompiles once with those sizes symbolic, so refill and the tail of a run (batches
         # of every size) compile no further; CUDA graphs are still recorded per concrete shape
         self._step = torch.compile(self.lm, mode="reduce-overhead", dynamic=None) if compile else self.lm
         self._decode_cache: StaticCache | None = None  # see _cache_for_decode
-        # a MILRModule keeps each prompt's prefilled think and image prompt across steps and
-        # prefills only new or changed ones; False: the think prompt is prefilled at every think
-        # decode and the image prompts whenever any of them changed (milr before per-prompt
-        # caches, kept so the bench can time both in one run)
-        self.reuse_prompts = reuse_prompts
 
     def to(self, device: str | torch.device) -> "JanusBackbone":
         """Move the frozen model (e.g. onto the device Lightning gave this process)."""
