@@ -470,6 +470,8 @@ def rounded(value: Any) -> Any:
         return float(f"{value:.4g}")
     if isinstance(value, dict):
         return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
     return value
 
 
@@ -552,8 +554,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, bool]:
     )  # fmt: skip
     parser.add_argument("--prompts-file", help="prompt file (e.g. GenEval's evaluation_metadata.jsonl, whose metadata its reward needs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--suite", choices=["default", "gpu"], default="default", help="gpu: the budgeted GPU suite (milr.gpu_bench; its own options, see --suite gpu --help)")
     args = vars(parser.parse_args(argv))
     as_json = args.pop("json")
+    args.pop("suite")
     return BenchConfig(**args), as_json
 
 
@@ -573,6 +577,11 @@ def stdout_to_stderr():
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--suite=gpu" in argv or any(a == "--suite" and b == "gpu" for a, b in zip(argv, argv[1:])):
+        from milr.gpu_bench import main as gpu_main  # imports this module: loaded only when asked
+
+        return gpu_main([a for a in argv if a not in ("--suite", "gpu", "--suite=gpu")])
     cfg, as_json = parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     with stdout_to_stderr():
