@@ -66,6 +66,15 @@ from rewards.base import from_config
 
 PARTS = ("generate", "both", "image", "decode", "memory", "throughput", "compiled")
 
+#: The CUDA default, in order, sized for 8 minutes: what only 7B can answer (the 24 GB check) and
+#: the step ratios on 7B; the batch speed-up and the compiled decode on 1B, whose compile is cheaper;
+#: then 1B's step ratios if time is left. Run ``--model 7b --parts throughput,compiled`` (``generate``
+#: first) in a second call for the rest.
+GPU_PLAN: list[tuple[str, list[str]]] = [
+    ("7b", ["generate", "both", "image", "decode", "memory"]),
+    ("1b", ["generate", "throughput", "compiled", "both", "image", "decode"]),
+]
+
 #: report key → (comparison, limit, what it is); the limits are ``milr.bench.TARGETS``' where shared.
 GPU_TARGETS: dict[str, tuple[str, float, str]] = {
     "both_over_generate_batch1": (*TARGETS["step_over_generate"][:2], "`both` step ÷ plain generation, batch 1"),
@@ -83,12 +92,13 @@ class TimeLimit(BaseException):
 
 @dataclass
 class SuiteConfig:
-    models: list[str]
+    plan: list[tuple[str, list[str]]]  # (model shape, its parts in order)
     device: str = "auto"
     budget_s: float = 480.0
     out: str = "out/gpu_bench"
     batch: int = 8
-    steps: int = 2
+    steps: int = 1  # timed MILR steps per mode (after stage 0)
+    stop_steps: int = 2  # throughput: prompt i stops at step 1 + i % stop_steps
     think_tokens: int | None = None  # None: the shape's
     memory_think_tokens: int = 512  # the real think budget: the longest prompts the memory part sees
     memory_batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
@@ -97,7 +107,6 @@ class SuiteConfig:
     compile_estimate_s: float | None = None  # None: 240 on CUDA, 90 on CPU
     reward_config: str | None = None
     prompts_file: str | None = None
-    parts: list[str] = field(default_factory=lambda: list(PARTS))
     lr: float = 0.03
     seed: int = 0
     threads: int = 1
@@ -151,7 +160,7 @@ class Report:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "config": asdict(cfg),
+            "config": json.loads(json.dumps(asdict(cfg))),
             "budget_s": cfg.budget_s,
             "elapsed_s": 0.0,
             "complete": False,  # every part of every model measured
@@ -260,8 +269,8 @@ def peak_gb(device: torch.device) -> dict[str, float]:
 class ModelRun:
     """The parts of one model shape, sharing its backbone, prompts and measured generation times."""
 
-    def __init__(self, cfg: SuiteConfig, model: str, device: torch.device, report: Report, budget: Budget) -> None:
-        self.cfg, self.model, self.device, self.report, self.budget = cfg, model, device, report, budget
+    def __init__(self, cfg: SuiteConfig, model: str, parts: list[str], device: torch.device, report: Report, budget: Budget) -> None:
+        self.cfg, self.model, self.parts, self.device, self.report, self.budget = cfg, model, parts, device, report, budget
         self.shape = SHAPES[model]
         self.values = report.model(model)
         self.bb: JanusBackbone | None = None
@@ -302,21 +311,21 @@ class ModelRun:
     def run(self) -> None:
         prior_build = parameter_count(self.shape) * 2 / 2e9 + 5 if self.shape.text else 2.0
         if not self.attempt("build", prior_build, self.build):
-            for name in self.cfg.parts:
+            for name in self.parts:
                 self.report.not_measured(self.model, name, "the model was not built")
             return
-        b, s = self.cfg.batch, self.cfg.steps
+        s, stops = self.cfg.steps, self.cfg.stop_steps
         warm = 2 if self.device.type == "cuda" else 1
         estimates = {
             "generate": lambda: warm * (self.g1 + self.gb) + self.gb,
             "both": lambda: (s + 1) * 1.3 * (self.g1 + self.gb),
             "image": lambda: (s + 1) * 1.2 * self.gb,
             "decode": lambda: warm * self.g1 + 2,
-            "memory": lambda: self.reward_load_s() + 3 * self.g1,
-            "throughput": lambda: s * (1 + (s + 1) / 2) * 1.3 * self.g1 + (s + 1) * 1.3 * self.gb,
+            "memory": lambda: self.reward_load_s() + self.memory_batch_s(self.cfg.memory_batches[0]),
+            "throughput": lambda: stops * (1 + (stops + 1) / 2) * 1.3 * self.g1 + (stops + 1) * 1.3 * self.gb,
             "compiled": lambda: self.compile_s() + 3 * self.g1 + (s + 1) * 1.3 * self.gb,
         }
-        todo = [name for name in PARTS if name in self.cfg.parts]
+        todo = self.parts
         for i, name in enumerate(todo):
             if name != "generate" and "generate_s_batch1" not in self.values:
                 self.report.not_measured(self.model, name, "needs the plain generation, which was not measured")
@@ -332,9 +341,16 @@ class ModelRun:
 
     def release(self) -> None:
         self.bb = None
+        torch._dynamo.reset()  # compiled graphs (and their CUDA graph pools) hold the old model
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    def memory_batch_s(self, batch: int) -> float:
+        """Stage 0 and one step at ``batch`` with the memory part's think budget: two image decodes,
+        the think text (a decode step per token, without CFG: ~0.9 of an image token) and slack."""
+        generation = self.g1 + (self.gb - self.g1) * (batch - 1) / max(self.cfg.batch - 1, 1)
+        return (2.2 + 0.9 * self.cfg.memory_think_tokens / self.shape.image_tokens) * generation
 
     def reward_load_s(self) -> float:
         return 60.0 if self.device.type == "cuda" else 20.0
@@ -353,7 +369,7 @@ class ModelRun:
             params_m=sum(p.numel() for p in self.bb.model.parameters()) / 1e6, weight_gb=weights / 2**30,
             dtype=str(self.bb.dtype).removeprefix("torch."), image_tokens=self.bb.num_image_tokens, think_tokens=think,
         )  # fmt: skip
-        self.prompts = bench_prompts(None, max(self.cfg.batch, self.cfg.steps))
+        self.prompts = bench_prompts(None, max(self.cfg.batch, self.cfg.stop_steps))
         texts = self.bb.think([p.text for p in self.prompts[: self.cfg.batch]]).texts
         self.image_prompts = [image_prompt(p.text, t) for p, t in zip(self.prompts, texts)]
 
@@ -404,7 +420,7 @@ class ModelRun:
             bb.set_fast_path(static_cache=False, compile=False)
 
     def throughput(self) -> None:
-        s, b = self.cfg.steps, self.cfg.batch
+        s, b = self.cfg.stop_steps, self.cfg.batch
         # batch 1 over one cycle of the stop schedule (prompt i stops at step 1 + i % s): the same
         # mean steps per prompt as the batch-B run when B is a multiple of s
         one = prompts_per_hour(self.bb, self.prompts[:s], 1, s, Brightness())
@@ -422,7 +438,7 @@ class ModelRun:
         self.values["memory"] = {"reward": reward.name, "think_tokens": self.cfg.memory_think_tokens, "batches": peaks}
         try:
             for batch in self.cfg.memory_batches:
-                estimate = 3 * (self.g1 + (self.gb - self.g1) * (batch - 1) / max(self.cfg.batch - 1, 1))
+                estimate = self.memory_batch_s(batch)
                 if peaks and estimate > self.budget.left():
                     self.report.not_measured(self.model, f"memory batch {batch}", f"budget: estimated {estimate:.0f} s")
                     break
@@ -452,7 +468,7 @@ class ModelRun:
 
 def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
     """Every model's parts within the budget; returns the report (also written to ``cfg.out``)."""
-    unknown = [m for m in cfg.models if m not in SHAPES] + [p for p in cfg.parts if p not in PARTS]
+    unknown = [m for m, _ in cfg.plan if m not in SHAPES] + [p for _, parts in cfg.plan for p in parts if p not in PARTS]
     if unknown:
         raise ValueError(f"unknown model shapes or parts {unknown}: models {sorted(SHAPES)}, parts {list(PARTS)}")
     device = resolve_device(cfg.device)
@@ -465,13 +481,13 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
         report.data["bandwidth"] = {"gbs": cfg.bandwidth_gbs, "source": "--bandwidth-gbs"}
     report.write()
     try:
-        for i, model in enumerate(cfg.models):
-            run = ModelRun(cfg, model, device, report, budget)
+        for i, (model, parts) in enumerate(cfg.plan):
+            run = ModelRun(cfg, model, parts, device, report, budget)
             try:
                 run.run()
             except TimeLimit:
                 report.data["stopped_at_time_limit"] = True
-                for later in cfg.models[i + 1 :]:
+                for later, _ in cfg.plan[i + 1 :]:
                     report.not_measured(later, "all parts", "the time limit was reached before this model")
                 break
             finally:
@@ -487,12 +503,13 @@ def parse_args(argv: Sequence[str] | None = None) -> SuiteConfig:
         prog="python -m milr.bench --suite gpu",
         description="The performance targets' GPU figures in one budgeted run (JSON + Markdown in --out).",
     )
-    parser.add_argument("--model", default=None, help="comma-separated shapes (default: 7b,1b on CUDA, small on CPU)")
+    parser.add_argument("--model", default=None, help="comma-separated shapes, each running --parts (default on CUDA: GPU_PLAN; on CPU: small)")
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
     parser.add_argument("--budget-s", type=float, default=480.0, help="global time limit; parts that do not fit are skipped")
     parser.add_argument("--out", default="out/gpu_bench", help="folder for gpu_bench.json and gpu_bench.md")
     parser.add_argument("--batch", type=int, default=8, help="the large batch B")
-    parser.add_argument("--steps", type=int, default=2, help="timed MILR steps per mode (and the stop schedule's length)")
+    parser.add_argument("--steps", type=int, default=1, help="timed MILR steps per mode, after stage 0")
+    parser.add_argument("--stop-steps", type=int, default=2, help="throughput: prompt i stops at step 1 + i %% stop-steps")
     parser.add_argument("--think-tokens", type=int, help="think tokens of the timing parts (default: the shape's)")
     parser.add_argument("--memory-think-tokens", type=int, default=512, help="think tokens of the memory part")
     parser.add_argument("--memory-batches", default="1,2,4,8", help="batch sizes of the memory part, in order")
@@ -506,12 +523,15 @@ def parse_args(argv: Sequence[str] | None = None) -> SuiteConfig:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
     args = vars(parser.parse_args(argv))
-    model = args.pop("model") or ("7b,1b" if resolve_device(args["device"]).type == "cuda" else "small")
+    model, parts = args.pop("model"), args.pop("parts").split(",")
     args["memory_batches"] = [int(b) for b in args["memory_batches"].split(",")]
-    args["parts"] = args["parts"].split(",")
-    if min(args["batch"], args["steps"], *args["memory_batches"]) < 1:
-        raise SystemExit("--batch, --steps and --memory-batches must be >= 1")
-    return SuiteConfig(models=model.split(","), **args)
+    if min(args["batch"], args["steps"], args["stop_steps"], *args["memory_batches"]) < 1:
+        raise SystemExit("--batch, --steps, --stop-steps and --memory-batches must be >= 1")
+    if model is None and resolve_device(args["device"]).type == "cuda":
+        plan = [(m, list(p)) for m, p in GPU_PLAN]
+    else:
+        plan = [(m, parts) for m in (model or "small").split(",")]
+    return SuiteConfig(plan=plan, **args)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

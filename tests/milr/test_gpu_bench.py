@@ -16,7 +16,7 @@ from milr.gpu_bench import GPU_TARGETS, PARTS, parse_args
 from rewards.random_weights import write_geneval
 
 GENEVAL = str(Path(__file__).resolve().parents[2] / "data/benchmarks/geneval/evaluation_metadata.jsonl")
-FAST = ["--suite", "gpu", "--device", "cpu", "--model", "tiny", "--batch", "4", "--steps", "2", "--think-tokens", "8"]
+FAST = ["--suite", "gpu", "--device", "cpu", "--model", "tiny", "--batch", "4", "--think-tokens", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,9 @@ def test_a_part_running_past_the_time_limit_is_interrupted_and_what_came_before_
 
 
 def test_cuda_runs_the_real_shapes_and_every_option_is_checked():
-    assert parse_args(["--device", "cuda"]).models == ["7b", "1b"]
-    assert parse_args(["--device", "cpu"]).models == ["small"]
+    plan = parse_args(["--device", "cuda"]).plan
+    assert [m for m, _ in plan] == ["7b", "1b"] and set().union(*(set(p) for _, p in plan)) == set(PARTS)
+    assert all(parts[0] == "generate" for _, parts in plan)  # every other part is estimated from it
+    assert parse_args(["--device", "cpu"]).plan == [("small", list(PARTS))]
     with pytest.raises(ValueError, match="unknown model shapes or parts"):
         gpu_bench.run_suite(parse_args(["--device", "cpu", "--model", "3b"]))
