@@ -7,8 +7,9 @@ bf16 by ``milr.shapes.random_backbone``) it runs these parts, most important fir
 1. ``generate``: transformers' plain generation + VQ decode at batch 1 and at batch B (8);
 2. ``both``: a ``both`` step at batch 1 and at batch B (÷ the plain generation: ≤ 1.15);
 3. ``image``: an ``image`` step at batch B (÷ the ``both`` step: ≤ 0.8);
-4. ``decode``: milr's own image-token decode at batch 1 against the bandwidth bound (weight
-   bytes ÷ ``--bandwidth-gbs``, or a measured on-device copy when not given);
+4. ``decode``: milr's own image-token decode at batch 1 against the bandwidth bound (tokens/s
+   = bandwidth ÷ weight bytes; the bandwidth is ``--bandwidth-gbs``, else the GPU's properties,
+   else a measured on-device copy);
 5. ``memory``: peak memory of the model plus the reward of ``--reward-config`` (the random-weight
    GenEval reward, which ``scripts/gpu_bench.sh`` writes first) for stage 0 and one step with the
    full think budget, at batch 1, 2, 4, 8 up to the first that does not fit ``--memory-limit-gb``;
@@ -259,6 +260,16 @@ def time_decode(bb: JanusBackbone, prompt: str, seed: int = 0) -> float:
     return clock(bb.device) - start
 
 
+def device_bandwidth_gbs(device: torch.device) -> float | None:
+    """The GPU's peak memory bandwidth from its properties (double data rate × bus width), where
+    this torch build reports them; None otherwise."""
+    if device.type != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(device)
+    clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
+    return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9 if clock_khz and bus_bits else None
+
+
 def peak_gb(device: torch.device) -> dict[str, float]:
     """Peak memory since the last reset: CUDA allocated and reserved, or the CPU process's RSS."""
     if device.type == "cuda":
@@ -274,18 +285,23 @@ class ModelRun:
         self.shape = SHAPES[model]
         self.values = report.model(model)
         self.bb: JanusBackbone | None = None
+        self.params = parameter_count(self.shape) if self.shape.text else 10**6  # tiny: about a million
         self.g1 = self.gb = self._prior_generation()
 
     def _prior_generation(self) -> float:
         """Before anything is measured: one generation at 4× the bandwidth bound, plus 1 s."""
-        count = parameter_count(self.shape) if self.shape.text else 10**6
         bytes_per = 2 if self.device.type == "cuda" else 4
-        return 4 * self.shape.image_tokens * count * bytes_per / (self.bandwidth_gbs() * 1e9) + 1.0
+        return 4 * self.shape.image_tokens * self.params * bytes_per / (self.bandwidth_gbs() * 1e9) + 1.0
 
     def bandwidth_gbs(self) -> float:
+        """``--bandwidth-gbs``, else the device's own figure, else a measured copy (recorded with
+        its source; the measured copy is recorded too, for comparison)."""
         if self.cfg.bandwidth_gbs is None:
-            self.cfg.bandwidth_gbs = memory_bandwidth_gbs(self.device)
-            self.report.data["bandwidth"] = {"gbs": self.cfg.bandwidth_gbs, "source": "measured on-device copy (read + write)"}
+            measured = memory_bandwidth_gbs(self.device)
+            spec = device_bandwidth_gbs(self.device)
+            self.cfg.bandwidth_gbs = measured if spec is None else spec
+            source = "measured on-device copy (read + write)" if spec is None else "device properties: 2 × memory clock × bus width"
+            self.report.data["bandwidth"] = {"gbs": self.cfg.bandwidth_gbs, "source": source, "measured_copy_gbs": measured}
         return self.cfg.bandwidth_gbs
 
     # -------------------------------------------------------------- running
@@ -309,7 +325,7 @@ class ModelRun:
         return True
 
     def run(self) -> None:
-        prior_build = parameter_count(self.shape) * 2 / 2e9 + 5 if self.shape.text else 2.0
+        prior_build = self.params * 2 / 2e9 + 5 if self.shape.text else 2.0  # random init at ~1 G parameters/s
         if not self.attempt("build", prior_build, self.build):
             for name in self.parts:
                 self.report.not_measured(self.model, name, "the model was not built")
@@ -514,7 +530,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SuiteConfig:
     parser.add_argument("--memory-think-tokens", type=int, default=512, help="think tokens of the memory part")
     parser.add_argument("--memory-batches", default="1,2,4,8", help="batch sizes of the memory part, in order")
     parser.add_argument("--memory-limit-gb", type=float, default=24.0, help="memory budget (GiB) of the largest-batch search")
-    parser.add_argument("--bandwidth-gbs", type=float, help="the device's memory bandwidth (default: a measured copy)")
+    parser.add_argument("--bandwidth-gbs", type=float, help="the device's memory bandwidth (default: the GPU's properties, else a measured copy)")
     parser.add_argument("--compile-estimate-s", type=float, help="budget estimate of compiling the decode step")
     parser.add_argument("--reward-config", help="reward YAML of the memory part (the random-weight GenEval one)")
     parser.add_argument("--prompts-file", help="prompts of the memory part (GenEval's metadata file for its reward)")
