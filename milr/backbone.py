@@ -407,7 +407,7 @@ class JanusBackbone:
     ) -> ImageSample:
         """CFG-sample the image tokens after the forced ``prefix [B, L]`` (temperature, guidance
         from the backbone), recording the hidden states of the first ``record_hidden`` positions
-        (only MILR's latent prefix needs them). The context's cache is copied, never modified."""
+        (only MILR's latent prefix needs them). The context's rows are never modified."""
         b = len(context.prompts)
         n = self.num_image_tokens
         cache = self._cache_for_decode(context)
