@@ -332,14 +332,16 @@ class ModelRun:
             return
         s, stops = self.cfg.steps, self.cfg.stop_steps
         warm = 2 if self.device.type == "cuda" else 1
+        # in plain generations (g1, gB): a MILR batch (stage 0 or a step) took up to 2.4 of them on
+        # the shared 2-core CPU at `small` (README); 2 errs on the side of skipping a part
         estimates = {
             "generate": lambda: warm * (self.g1 + self.gb) + self.gb,
-            "both": lambda: (s + 1) * 1.3 * (self.g1 + self.gb),
-            "image": lambda: (s + 1) * 1.2 * self.gb,
-            "decode": lambda: warm * self.g1 + 2,
+            "both": lambda: (s + 1) * 2.0 * (self.g1 + self.gb),
+            "image": lambda: (s + 1) * 2.0 * self.gb,
+            "decode": lambda: warm * 1.5 * self.g1 + 3,
             "memory": lambda: self.reward_load_s() + self.memory_batch_s(self.cfg.memory_batches[0]),
-            "throughput": lambda: stops * (1 + (stops + 1) / 2) * 1.3 * self.g1 + (stops + 1) * 1.3 * self.gb,
-            "compiled": lambda: self.compile_s() + 3 * self.g1 + (s + 1) * 1.3 * self.gb,
+            "throughput": lambda: stops * (1 + (stops + 1) / 2) * 1.5 * self.g1 + (stops + 1) * 1.5 * self.gb,
+            "compiled": lambda: self.compile_s() + 3 * self.g1 + (s + 1) * 2.0 * self.gb,
         }
         todo = self.parts
         for i, name in enumerate(todo):
@@ -363,10 +365,10 @@ class ModelRun:
             torch.cuda.empty_cache()
 
     def memory_batch_s(self, batch: int) -> float:
-        """Stage 0 and one step at ``batch`` with the memory part's think budget: two image decodes,
-        the think text (a decode step per token, without CFG: ~0.9 of an image token) and slack."""
+        """Stage 0 and one step at ``batch`` with the memory part's think budget: two MILR batches
+        (2 plain generations each, as above) plus the longer think text (a decode step per token)."""
         generation = self.g1 + (self.gb - self.g1) * (batch - 1) / max(self.cfg.batch - 1, 1)
-        return (2.2 + 0.9 * self.cfg.memory_think_tokens / self.shape.image_tokens) * generation
+        return (4.0 + self.cfg.memory_think_tokens / self.shape.image_tokens) * generation
 
     def reward_load_s(self) -> float:
         return 60.0 if self.device.type == "cuda" else 20.0

@@ -95,3 +95,16 @@ def test_cuda_runs_the_real_shapes_and_every_option_is_checked():
     assert parse_args(["--device", "cpu"]).plan == [("small", list(PARTS))]
     with pytest.raises(ValueError, match="unknown model shapes or parts"):
         gpu_bench.run_suite(parse_args(["--device", "cpu", "--model", "3b"]))
+
+
+def test_gpu_bandwidth_comes_from_the_memory_clock_and_bus_width(monkeypatch):
+    import types
+
+    import torch
+
+    h100 = types.SimpleNamespace(memory_clock_rate=2_619_000, memory_bus_width=5120)  # kHz, bits (H100 SXM)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: h100)
+    assert gpu_bench.device_bandwidth_gbs(torch.device("cuda", 0)) == pytest.approx(3352, rel=1e-3)  # the 3.35 TB/s spec
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: types.SimpleNamespace())
+    assert gpu_bench.device_bandwidth_gbs(torch.device("cuda", 0)) is None  # a torch that does not report them
+    assert gpu_bench.device_bandwidth_gbs(torch.device("cpu")) is None
