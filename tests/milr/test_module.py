@@ -10,6 +10,7 @@ from lightning import Callback
 from lightning.pytorch.callbacks import EarlyStopping
 
 import milr
+from data.prompt import Prompt
 from milr.backbone import JanusBackbone
 from milr.module import MILRModule, prompt_seed
 from milr.objective import prefix_length, token_log_prob
@@ -18,6 +19,7 @@ from milr.state import StopReason
 from tests.helpers import ConstantReward, ScriptedReward, mean_brightness
 
 PROMPTS = ["a red apple", "a blue cup", "a green bird on a branch", "a yellow taxi"]
+PROMPTS_5 = PROMPTS + ["two black dogs"]
 
 
 class Recorder(Callback):
@@ -320,30 +322,56 @@ class PrefillLog(Callback):
 REFILL = dict(mode="both", text_ratio=0.5, lr=5.0, max_steps=4, reward_threshold=0.9, seed=7, batch_size=2)
 
 
-def _refill_run(bb, reuse: bool, callbacks=()):
+def _refill_run(bb, reuse: bool, callbacks=(), prompts=None, **options):
     """Five prompts through two slots, stopping at different steps; lr 5 moves the text prefix."""
     bb.reuse_prompts = reuse
     reward = ScriptedReward({0: [0.1, 0.2, 0.95], 1: [0.1] * 9, 2: [0.99], 3: [0.1, 0.96], 4: [0.1] * 9})
     rec = Recorder()
     try:
-        results = run(bb, PROMPTS + ["two black dogs"], reward=reward, callbacks=[rec, *callbacks], **REFILL)
+        results = run(bb, prompts or PROMPTS_5, reward=reward, callbacks=[rec, *callbacks], **{**REFILL, **options})
     finally:
         bb.reuse_prompts = True
     steps = [[(i, n, s.text, s.text_prefix.tolist(), s.image_prefix.tolist(), s.image.tobytes()) for i, n, s in step] for step in rec.scored]
     return results, steps
 
 
-@pytest.mark.parametrize("static_cache", [False, True])
-def test_kept_prompt_rows_give_exactly_the_tokens_of_prefilling_every_prompt_again(tiny, static_cache):
+# modes, both prompt formats (the reference one re-generates text mode's image from another
+# prompt than stage 0's), the authors' image mode (no think text) and rloo (stage-0 candidates,
+# several think texts of one prompt in one decode)
+KEPT_CASES = {
+    "both": dict(),
+    "image": dict(mode="image"),
+    "text-reference": dict(mode="text", prompt_format="reference"),
+    "image-reference-no-think": dict(mode="image", prompt_format="reference", image_mode_think=False),
+    "both-rloo": dict(estimator="rloo", samples_per_step=2),
+    "text-reference-rloo": dict(mode="text", prompt_format="reference", estimator="rloo", samples_per_step=2),
+}
+
+
+@pytest.mark.parametrize("case", list(KEPT_CASES))
+def test_kept_prompt_rows_give_exactly_the_tokens_of_prefilling_every_prompt_again(tiny, case):
     """Refills and changed think texts: the per-row caches decode what the earlier rule (think
     prompt prefilled at every think decode, image prompts whenever one changed) decodes."""
-    bb = JanusBackbone.tiny(seed=0, grid=4, max_think_tokens=12, static_cache=True) if static_cache else tiny
-    kept, kept_steps = _refill_run(bb, reuse=True)
-    again, again_steps = _refill_run(bb, reuse=False)
+    options = KEPT_CASES[case]
+    kept, kept_steps = _refill_run(tiny, reuse=True, **options)
+    again, again_steps = _refill_run(tiny, reuse=False, **options)
     assert kept_steps == again_steps
     assert [(r.text, r.rewards, r.image.tobytes()) for r in kept] == [(r.text, r.rewards, r.image.tobytes()) for r in again]
     texts = [{(i, text) for i, _, text, *_ in step} for step in kept_steps]
-    assert len(set().union(*texts)) > 2 * len(kept)  # the think texts did change along the way
+    if options.get("mode", "both") != "image":
+        assert len(set().union(*texts)) > 2 * len(kept)  # the think texts did change along the way
+
+
+def test_kept_prompt_rows_decode_what_a_fresh_prefill_decodes_with_a_static_cache_and_repeats(tiny):
+    """Static cache, and two repeats of one prompt running side by side: each repeat (its ``uid``)
+    keeps its own rows, and one stopping does not drop the other's."""
+    static = JanusBackbone.tiny(seed=0, grid=4, max_think_tokens=12, static_cache=True)
+    prompts = [Prompt(text, i // 2, key=f"{i // 2:05d}", repeat=i % 2) for i, text in enumerate(["a red apple"] * 2 + ["a blue cup"] * 2)]
+    for bb, options in ((static, {}), (tiny, dict(prompts=prompts))):
+        kept, kept_steps = _refill_run(bb, reuse=True, **options)
+        again, again_steps = _refill_run(bb, reuse=False, **options)
+        assert kept_steps == again_steps
+        assert [(r.text, r.rewards, r.image.tobytes()) for r in kept] == [(r.text, r.rewards, r.image.tobytes()) for r in again]
 
 
 def test_only_new_prompts_and_changed_think_texts_are_prefilled_and_stopped_prompts_are_dropped(tiny, monkeypatch):
@@ -365,5 +393,3 @@ def test_only_new_prompts_and_changed_think_texts_are_prefilled_and_stopped_prom
     assert count(log, "think_rows") < count(before, "think_rows")  # the earlier rule prefilled it at every think decode
     assert count(log, "image_rows") <= count(before, "image_rows")  # equal here: every think text changes every step
 
-
-PROMPTS_5 = PROMPTS + ["two black dogs"]
