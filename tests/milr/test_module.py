@@ -392,4 +392,3 @@ def test_only_new_prompts_and_changed_think_texts_are_prefilled_and_stopped_prom
     count = lambda log, name: sum(len(p[name]) for p in log.prefilled)  # noqa: E731
     assert count(log, "think_rows") < count(before, "think_rows")  # the earlier rule prefilled it at every think decode
     assert count(log, "image_rows") <= count(before, "image_rows")  # equal here: every think text changes every step
-
