@@ -9,7 +9,6 @@ MILR optimises, and both accept forced prefix tokens.
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from PIL import Image
 from transformers import DynamicCache, JanusForConditionalGeneration, StaticCache
 
 from milr import prompts as chat_prompts
+from milr.prompt_cache import PromptKV, assemble, last_hidden, left_padded_mask, split_rows
 
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -60,16 +60,17 @@ class ThinkOutput:
 
 @dataclass
 class ImageContext:
-    """The [cond; uncond] prompt rows of a CFG image decode, prefilled once and reusable.
+    """The [cond; uncond] prompt rows of a CFG image decode, prefilled and reusable.
 
-    ``cache`` holds the prompt's KV cache and ``last_hidden`` the hidden state of its last
-    position (``[2B, d]``); ``sample_image`` copies the cache, so one context serves many steps.
+    ``rows`` hold each prompt's prefilled KV (``image_rows``; a caller may keep them across
+    steps, see ``milr.prompt_cache``); ``sample_image`` assembles its own cache from them, so one
+    context serves many steps. ``last_hidden`` is the hidden state of the last position.
     """
 
     prompts: list[str]
+    rows: list[PromptKV]
     mask: torch.Tensor  # [2B, T]
     positions: torch.Tensor  # [2B] next position id per row
-    cache: DynamicCache | StaticCache
     last_hidden: torch.Tensor  # [2B, d]
 
 
@@ -115,6 +116,7 @@ class JanusBackbone:
         temperature: float = 1.0,
         static_cache: bool = False,
         compile: bool = False,
+        reuse_prompts: bool = True,
     ) -> None:
         target = resolve_device(device)
         if name_or_path == TINY:
@@ -126,6 +128,7 @@ class JanusBackbone:
         self._attach(
             model, tokenizer, name_or_path, dtype=dtype, device=device, max_think_tokens=max_think_tokens,
             guidance_scale=guidance_scale, temperature=temperature, static_cache=static_cache, compile=compile,
+            reuse_prompts=reuse_prompts,
         )
 
     @classmethod
@@ -149,6 +152,7 @@ class JanusBackbone:
         temperature: float = 1.0,
         static_cache: bool = False,
         compile: bool = False,
+        reuse_prompts: bool = True,
     ) -> None:
         self.name_or_path = name_or_path
         self.device = resolve_device(device)
@@ -166,8 +170,16 @@ class JanusBackbone:
         self.boi_token = tokenizer.boi_token
         self.boi_id = int(tokenizer.convert_tokens_to_ids(self.boi_token))
         self.num_image_tokens = int(self.model.config.vision_config.num_image_tokens)
-        # GPU fast path: a preallocated KV cache gives the image loop fixed shapes, which is
-        # what torch.compile (and CUDA graphs under mode="reduce-overhead") need.
+        self.set_fast_path(static_cache, compile)
+        # a MILRModule keeps each prompt's prefilled think and image prompt across steps and
+        # prefills only new or changed ones; False: the think prompt is prefilled at every think
+        # decode and the image prompts whenever any of them changed (milr before per-prompt
+        # caches, kept so the bench can time both in one run)
+        self.reuse_prompts = reuse_prompts
+
+    def set_fast_path(self, static_cache: bool, compile: bool) -> None:
+        """GPU fast path: a preallocated KV cache gives the image loop fixed shapes, which is what
+        torch.compile (and CUDA graphs under mode="reduce-overhead") need; ``compile`` implies it."""
         self.static_cache = static_cache or compile
         # dynamic=None: the first shape is compiled static; the first change (batch size, cache-length
         # bucket) recompiles once with those sizes symbolic, so refill and the tail of a run (batches
@@ -248,6 +260,24 @@ class JanusBackbone:
         out = lm(attention_mask=mask, position_ids=positions, cache=cache, use_cache=cache is not None, **inputs, **extra)
         return out.last_hidden_state
 
+    # ------------------------------------------------------------------ prompt prefill
+    def _prefill(self, mask: torch.Tensor, rows: int, **inputs) -> list[PromptKV]:
+        """Prefill left-padded sequences in one batch and cut the cache into ``rows`` unpadded
+        ``PromptKV`` (sequence ``s`` of row ``i`` at ``s · rows + i``)."""
+        cache = DynamicCache()
+        hidden = self._forward(mask, (mask.cumsum(-1) - 1).clamp(min=0), cache, **inputs)
+        return split_rows(cache, mask, hidden, rows)
+
+    @torch.no_grad()
+    def think_rows(self, prompts: Sequence[str], reserve: int | None = None) -> list[PromptKV]:
+        """``prompts`` (think prompts, already chat-formatted: ``milr.prompts.think_prompt``),
+        prefilled (``think`` continues from them, and a caller may keep them across steps: see
+        ``milr.prompt_cache``). ``reserve``: tokens to be generated after each (default
+        ``max_think_tokens``), checked against the context."""
+        reserve = self.max_think_tokens if reserve is None else reserve
+        ids, mask = self._left_pad([self.encode(p, reserve=reserve) for p in prompts])
+        return self._prefill(mask, len(prompts), input_ids=ids)
+
     # ------------------------------------------------------------------ think text
     @torch.no_grad()
     def think(
@@ -259,21 +289,39 @@ class JanusBackbone:
         record_hidden: bool = False,
         use_cache: bool = True,
         prompt_format: chat_prompts.PromptFormat = "janus",
+        prompt_rows: Sequence[PromptKV] | None = None,
     ) -> ThinkOutput:
         """Greedy visualisation text for each prompt, after forcing ``prefixes[i]`` (token ids).
         ``texts`` are decoded as is (no strip: whitespace is the prompt format's business).
 
+        ``prompt_rows``: the prompts' prefilled think prompts (``think_rows`` of their
+        ``think_prompt`` in ``prompt_format``), e.g. kept across steps so only the forced prefix is
+        run through the model; prefilled here when not given.
         ``use_cache=False`` re-runs the whole sequence for every token, as the reference does;
         it exists for the benchmark.
         """
         max_new = self.max_think_tokens if max_new_tokens is None else max_new_tokens
-        base = [self.encode(chat_prompts.think_prompt(p, prompt_format), reserve=max_new) for p in prompts]
-        forced = [_until_eos(prefixes[i].tolist(), self.eos_id) if prefixes is not None else [] for i in range(len(base))]
-        ids, mask = self._left_pad([b + f for b, f in zip(base, forced)])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        n = len(prompts)
+        chat = [chat_prompts.think_prompt(p, prompt_format) for p in prompts]
+        forced = [_until_eos(prefixes[i].tolist(), self.eos_id) if prefixes is not None else [] for i in range(n)]
         cache = DynamicCache() if use_cache else None
-        h = self._forward(mask, positions, cache, input_ids=ids)[:, -1]
-        n = len(base)
+        if use_cache:
+            rows = self.think_rows(chat, max_new) if prompt_rows is None else list(prompt_rows)
+            if len(rows) != n:
+                raise ValueError(f"{len(rows)} prefilled think prompts for {n} prompts")
+            assemble(rows, cache)
+            mask, h = left_padded_mask(rows, self.device), last_hidden(rows)
+            if any(forced):  # [pads][prompt][pads][forced prefix]: masked pads keep every position id
+                ids, forced_mask = self._left_pad(forced)
+                mask = torch.cat([mask, forced_mask], 1)
+                positions = (mask.cumsum(-1) - 1)[:, -ids.shape[1] :]
+                out = self._forward(mask, positions, cache, input_ids=ids)[:, -1]
+                h = torch.where(forced_mask[:, -1:].bool(), out, h)  # rows without a prefix: the prompt's last state
+            positions = mask.sum(-1, keepdim=True) - 1
+        else:
+            base = [self.encode(c, reserve=max_new) for c in chat]
+            ids, mask = self._left_pad([b + f for b, f in zip(base, forced)])
+            h = self._forward(mask, (mask.cumsum(-1) - 1).clamp(min=0), None, input_ids=ids)[:, -1]
         generated: list[list[int]] = [[] for _ in range(n)]
         hidden: list[list[torch.Tensor]] = [[] for _ in range(n)]
         # a forced prefix that contains EOS ends the text there
@@ -313,43 +361,43 @@ class JanusBackbone:
 
     # ------------------------------------------------------------------ image tokens
     @torch.no_grad()
-    def image_context(self, prompts: Sequence[str]) -> ImageContext:
+    def image_rows(self, prompts: Sequence[str]) -> list[PromptKV]:
         """Tokenise ``prompts`` (already chat-formatted) + ``<begin_of_image>`` into [cond; uncond]
-        rows and prefill them. Unconditional rows keep only BOS and ``<begin_of_image>``; every
-        other real token becomes pad (the reference's and transformers' construction)."""
+        sequences and prefill them in one batch: one (cond, uncond) ``PromptKV`` per prompt.
+        Unconditional rows keep only BOS and ``<begin_of_image>``; every other real token becomes
+        pad (the reference's and transformers' construction)."""
         rows = [self.encode(p + self.boi_token, reserve=self.num_image_tokens) for p in prompts]
         cond, mask = self._left_pad(rows)
         keep = (cond == self.bos_id) | (cond == self.boi_id) | (mask == 0)
         uncond = torch.where(keep, cond, torch.full_like(cond, self.pad_id))
-        ids = torch.cat([cond, uncond])
-        mask2 = torch.cat([mask, mask])
-        positions = (mask2.cumsum(-1) - 1).clamp(min=0)
-        if self.static_cache:
-            # lengths rounded up to a multiple of 128: prompts of similar length share one compiled step
-            length = -(-(ids.shape[1] + self.num_image_tokens) // 128) * 128
-            cache = StaticCache(config=self.model.config.text_config, max_cache_len=length)
-        else:
-            cache = DynamicCache()
-        h = self._forward(mask2, positions, cache, inputs_embeds=self.model.get_input_embeddings()(ids))[:, -1]
-        return ImageContext(list(prompts), mask2, positions[:, -1] + 1, cache, h)
+        embeds = self.model.get_input_embeddings()(torch.cat([cond, uncond]))
+        return self._prefill(torch.cat([mask, mask]), len(prompts), inputs_embeds=embeds)
 
-    def _cache_for_decode(self, prefilled: DynamicCache | StaticCache) -> DynamicCache | StaticCache:
-        """A cache holding the prefilled prompt, for one image decode to extend (the context's own
-        cache is reused by every step, so it is never written to). A static cache is refilled in
-        place: the compiled step then always reads and writes the same tensors, and CUDA graphs
-        replay only at fixed addresses. It is reallocated only when the shape changes."""
-        if not isinstance(prefilled, StaticCache):
-            return copy.deepcopy(prefilled)
+    def image_context(self, prompts: Sequence[str], rows: Sequence[PromptKV] | None = None) -> ImageContext:
+        """The decode context of ``prompts``: their prefilled ``rows`` (``image_rows``, e.g. kept
+        across steps by the caller), prefilled here when not given."""
+        rows = self.image_rows(prompts) if rows is None else list(rows)
+        if len(rows) != len(prompts):
+            raise ValueError(f"{len(rows)} prefilled image prompts for {len(prompts)} prompts")
+        mask = left_padded_mask(rows, self.device)
+        return ImageContext(list(prompts), rows, mask, mask.sum(-1), last_hidden(rows))
+
+    def _cache_for_decode(self, context: ImageContext) -> DynamicCache | StaticCache:
+        """The context's rows assembled into the cache one image decode extends (the rows are
+        never written to). A static cache is refilled in place: the compiled step then always
+        reads and writes the same tensors, and CUDA graphs replay only at fixed addresses. It is
+        reallocated only when the shape changes."""
+        if not self.static_cache:
+            return assemble(context.rows, DynamicCache())
+        # lengths rounded up to a multiple of 128: prompts of similar length share one compiled step
+        length = -(-(context.mask.shape[1] + self.num_image_tokens) // 128) * 128
         work = self._decode_cache
-        if work is None or work.layers[0].keys.shape != prefilled.layers[0].keys.shape:
+        if work is None or (work.layers[0].keys.shape[0], work.layers[0].max_cache_len) != (context.mask.shape[0], length):
             self._decode_cache = None  # free the old one before allocating
-            self._decode_cache = copy.deepcopy(prefilled)
-            return self._decode_cache
-        for mine, theirs in zip(work.layers, prefilled.layers):
-            mine.keys.copy_(theirs.keys)
-            mine.values.copy_(theirs.values)
-            mine.cumulative_length.copy_(theirs.cumulative_length)
-        return work
+            self._decode_cache = work = StaticCache(config=self.model.config.text_config, max_cache_len=length)
+        else:
+            work.reset()
+        return assemble(context.rows, work)
 
     def _sample(self, logits: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
         probs = torch.softmax(logits.float(), dim=-1)
@@ -376,10 +424,10 @@ class JanusBackbone:
     ) -> ImageSample:
         """CFG-sample the image tokens after the forced ``prefix [B, L]`` (temperature, guidance
         from the backbone), recording the hidden states of the first ``record_hidden`` positions
-        (only MILR's latent prefix needs them). The context's cache is copied, never modified."""
+        (only MILR's latent prefix needs them). The context's rows are never modified."""
         b = len(context.prompts)
         n = self.num_image_tokens
-        cache = self._cache_for_decode(context.cache)
+        cache = self._cache_for_decode(context)
         mask, pos = context.mask, context.positions
         tokens = torch.zeros(b, n, dtype=torch.long, device=self.device)
         start = 0 if prefix is None else prefix.shape[1]

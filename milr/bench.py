@@ -20,6 +20,10 @@ Measured side by side in one process, on a random model of the chosen shape (``m
 - ``prompts_per_hour``: mode ``both`` over a prompt list at batch 1 and at batch B with per-prompt
   early stopping: prompt ``i`` reaches the threshold at step ``1 + i % S``, so both runs do the
   same steps and differ only in how the steps are batched.
+- ``prompt_reuse``: the same run at batch B twice, side by side: with the prompt KV kept per
+  prompt across steps (``milr.prompt_cache``) and with the earlier reuse (``reuse_prompts=False``:
+  think prompt prefilled at every think decode, every image prompt whenever one changed): mean
+  seconds of a step after stage 0 and the prompt rows each prefilled.
 
 The reward is a mean-brightness read of the image unless ``--reward-config`` names a reward YAML
 (any of ``configs/rewards/``; ``python -m rewards.random_weights geneval --out DIR`` writes one for
@@ -127,6 +131,23 @@ def clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
+@contextlib.contextmanager
+def shadowing(bb: JanusBackbone, name: str, on_call: Any):
+    """Call ``on_call(*args, **kwargs)`` before every call of the backbone method ``name``, by
+    shadowing the method on the instance."""
+    method = getattr(bb, name)
+
+    def counted(*args: Any, **kwargs: Any):
+        on_call(*args, **kwargs)
+        return method(*args, **kwargs)
+
+    setattr(bb, name, counted)
+    try:
+        yield
+    finally:
+        delattr(bb, name)
+
+
 class StepClock(Callback):
     """Per training batch (one MILR step of every running prompt): wall time, the module's phase
     timings and how often the think text was decoded; optionally a cProfile of one batch."""
@@ -141,20 +162,9 @@ class StepClock(Callback):
         self._start = 0.0
         self._calls = 0
 
-    @contextlib.contextmanager
-    def counting_think(self):
-        """Count ``backbone.think`` calls by shadowing the method on the instance."""
-        bb, think = self.backbone, self.backbone.think
-
-        def counted(*args: Any, **kwargs: Any):
-            self._calls += 1
-            return think(*args, **kwargs)
-
-        bb.think = counted
-        try:
-            yield
-        finally:
-            del bb.think
+    def counting_think(self) -> contextlib.AbstractContextManager:
+        """Count ``backbone.think`` calls."""
+        return shadowing(self.backbone, "think", lambda prompts, *args, **kwargs: setattr(self, "_calls", self._calls + 1))
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if len(self.walls) == self.profile_batch:
@@ -259,13 +269,14 @@ def memory_bandwidth_gbs(device: torch.device, megabytes: int = 256, repeats: in
     return 2 * src.numel() * src.element_size() / seconds / 1e9
 
 
-def decode_bound(bb: JanusBackbone, seconds_batch1: float) -> dict[str, float]:
+def decode_bound(bb: JanusBackbone, seconds_batch1: float, bandwidth_gbs: float | None = None) -> dict[str, float]:
     """Image-token decode at batch 1 (one [cond; uncond] pair) against the bandwidth bound: each
     token step reads every language-model and generation-head weight once, so at best
-    ``bandwidth / weight bytes`` steps per second."""
+    ``bandwidth / weight bytes`` steps per second. ``bandwidth_gbs``: the device's figure, else a
+    copy is measured."""
     modules = (bb.lm, bb.model.model.generation_head, bb.model.model.generation_aligner)
     weight_bytes = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
-    bandwidth = memory_bandwidth_gbs(bb.device)
+    bandwidth = memory_bandwidth_gbs(bb.device) if bandwidth_gbs is None else bandwidth_gbs
     measured = bb.num_image_tokens / seconds_batch1
     bound = bandwidth * 1e9 / weight_bytes
     return {
@@ -300,6 +311,30 @@ def prompts_per_hour(bb: JanusBackbone, prompts: Sequence[Prompt], batch: int, s
     if [r.steps for r in results] != expected:
         raise RuntimeError(f"batch {batch}: prompts took {[r.steps for r in results]} steps, expected {expected}")
     return len(prompts) * 3600.0 / seconds
+
+
+def prompt_reuse(bb: JanusBackbone, prompts: Sequence[Prompt], batch: int, steps: int, lr: float, reward: Reward) -> dict[str, Any]:
+    """Mode ``both`` over ``prompts`` with per-prompt stopping and refill (the throughput schedule),
+    once with the earlier prompt reuse (``reuse_prompts=False``: the think prompt prefilled at every
+    think decode, image prompts whenever one changed) and once with per-prompt caches: mean seconds
+    of the steps after stage 0 and the prompt rows each prefilled."""
+    out: dict[str, Any] = {}
+    for name, reuse in (("before", False), ("after", True)):
+        timer, rows = StepClock(bb), {"think_rows": 0, "image_rows": 0}
+        bb.reuse_prompts = reuse
+        try:
+            with contextlib.ExitStack() as stack:
+                for method in rows:
+                    stack.enter_context(shadowing(bb, method, lambda texts, *a, _m=method: rows.__setitem__(_m, rows[_m] + len(texts))))
+                milr.optimize(
+                    list(prompts), bb, BenchReward(reward, pass_after=steps), mode="both", lr=lr, max_steps=steps,
+                    reward_threshold=0.5, batch_size=batch, callbacks=[timer],
+                )  # fmt: skip
+        finally:
+            bb.reuse_prompts = True
+        out[name] = {"step_s": sum(timer.walls[1:]) / max(len(timer.walls) - 1, 1), "steps": len(timer.walls) - 1, **rows}
+    out["after_over_before"] = out["after"]["step_s"] / out["before"]["step_s"]
+    return out
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -387,6 +422,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         batch1_s = generate_tokens_s if batch == 1 else time_generate(bb, image_prompts[:1], cfg.seed)[0]
         modes = {m: time_mode(bb, m, prompts[:batch], steps, cfg.lr, reward, profile=cfg.profile and m == "both") for m in MODES}
         throughput = {b: prompts_per_hour(bb, prompts[:n_prompts], b, steps, reward) for b in dict.fromkeys((1, batch))}
+        reuse = prompt_reuse(bb, prompts[:n_prompts], batch, steps, cfg.lr, reward)
         report: dict[str, Any] = {
             "device": str(bb.device),
             "device_name": torch.cuda.get_device_name(bb.device) if bb.device.type == "cuda" else "cpu",
@@ -415,6 +451,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "prompts_per_hour": {str(b): v for b, v in throughput.items()},
             "throughput_prompts": n_prompts,
             "batch_speedup": throughput[batch] / throughput[1] if batch > 1 else None,
+            "prompt_reuse": reuse,
             "peak_mem_mb": peak_memory_mb(bb.device),
             "decode": decode_bound(bb, batch1_s),
         }
@@ -433,6 +470,8 @@ def rounded(value: Any) -> Any:
         return float(f"{value:.4g}")
     if isinstance(value, dict):
         return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
     return value
 
 
@@ -464,6 +503,14 @@ def render(report: dict[str, Any]) -> None:
     other.add_row("think tokens/s, no cache", f"{speed['uncached']:.1f}")
     for b, v in report["prompts_per_hour"].items():
         other.add_row(f"prompts/hour, batch {b} ({report['throughput_prompts']} prompts)", f"{v:.0f}")
+    reuse = report["prompt_reuse"]
+    for name in ("before", "after"):
+        r = reuse[name]
+        other.add_row(
+            f"`both` step with refill, prompt KV {'kept per prompt' if name == 'after' else 'earlier reuse'} (prefilled think / image rows)",
+            f"{r['step_s']:.3f} s ({r['think_rows']} / {r['image_rows']})",
+        )
+    other.add_row("  per-prompt ÷ earlier", f"{reuse['after_over_before']:.2f}")
     other.add_row("peak memory (MB)", f"{report['peak_mem_mb']:.0f}")
     dec = report["decode"]
     other.add_row(
@@ -507,8 +554,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, bool]:
     )  # fmt: skip
     parser.add_argument("--prompts-file", help="prompt file (e.g. GenEval's evaluation_metadata.jsonl, whose metadata its reward needs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--suite", choices=["default", "gpu"], default="default", help="gpu: the budgeted GPU suite (milr.gpu_bench; its own options, see --suite gpu --help)")
     args = vars(parser.parse_args(argv))
     as_json = args.pop("json")
+    args.pop("suite")
     return BenchConfig(**args), as_json
 
 
@@ -528,6 +577,11 @@ def stdout_to_stderr():
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--suite=gpu" in argv or any(a == "--suite" and b == "gpu" for a, b in zip(argv, argv[1:])):
+        from milr.gpu_bench import main as gpu_main  # imports this module: loaded only when asked
+
+        return gpu_main([a for a in argv if a not in ("--suite", "gpu", "--suite=gpu")])
     cfg, as_json = parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     with stdout_to_stderr():

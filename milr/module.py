@@ -41,7 +41,8 @@ from data.prompt import Prompt
 from milr.backbone import ImageContext, JanusBackbone
 from milr.methods import METHODS, UPDATING, Method, optimised_reward, step_budget
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
-from milr.prompts import PromptFormat, check_prompt_format, image_prompt, think_text
+from milr.prompt_cache import PromptCache, PromptKV
+from milr.prompts import PromptFormat, check_prompt_format, image_prompt, think_prompt, think_text
 from milr.schedule import StepOrder, StepSchedule
 from milr.state import FailedPrompt, MILRResult, PromptState, Sample, StepRecord, StopReason
 from rewards.base import CallPolicy, Reward, RewardOutput, TransientRewardError, as_reward, reward_name, score
@@ -277,8 +278,11 @@ class MILRModule(LightningModule):
         self.retries = 0  # reward calls repeated after a transient error, this run
         self.scored: list[PromptState] = []  # prompts scored in the current step, for callbacks
         self.timings: dict[str, float] = {}  # seconds per phase of the current step
-        self._context: ImageContext | None = None
         self._snapshots: dict[str, dict[str, Any]] = {}  # uid -> snapshot of a prompt to continue (see resume)
+        # each prompt's prefilled think and image prompts, kept across steps per uid (milr.prompt_cache);
+        # a restored prompt has none: its rows are prefilled when it is first decoded
+        self._think_prompts = PromptCache(backbone.think_rows, "rows" if backbone.reuse_prompts else "never")
+        self._image_prompts = PromptCache(backbone.image_rows, "rows" if backbone.reuse_prompts else "batch")
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str) -> None:
@@ -408,8 +412,11 @@ class MILRModule(LightningModule):
         return result
 
     def _free(self, state: PromptState) -> None:
+        """Give up ``state``'s slot: its latents, optimiser state and cached prompt rows."""
         self.slots[state.slot] = None
         self._reset_latents(state.slot)
+        self._think_prompts.release(state.prompt.uid)
+        self._image_prompts.release(state.prompt.uid)
 
     def _fail(self, prompts: list[Prompt], err: Exception) -> None:
         """``on_reward_failure: skip``: the prompts of a failed reward call leave the batch as
@@ -541,12 +548,16 @@ class MILRModule(LightningModule):
             selected = self._monitor([chosen.image], [state.prompt])[0]
         return {name: {"initial": state.initial_monitors[name], "selected": selected[name]} for name in self.monitors}
 
-    def _image_context(self, prompts: list[str]) -> ImageContext:
-        """Prefilled [cond; uncond] prompt rows; reused while the rows' prompts are unchanged
-        (mode ``image`` keeps its think text, so its prompt KV cache is computed once)."""
-        if self._context is None or self._context.prompts != prompts:
-            self._context = self.backbone.image_context(prompts)
-        return self._context
+    def _image_context(self, prompts: Sequence[Prompt], chat: list[str]) -> ImageContext:
+        """Prefilled [cond; uncond] rows of the image prompts ``chat`` (built by ``_image_prompt``);
+        a row is prefilled only when its prompt is new or its image prompt changed (its think text,
+        or stage 0's prompt against the re-generation one; mode ``image`` keeps it: prefilled once)."""
+        return self.backbone.image_context(chat, self._image_prompts.rows([p.uid for p in prompts], chat))
+
+    def _think_rows(self, prompts: Sequence[Prompt]) -> list[PromptKV]:
+        """Each prompt's prefilled think prompt (in ``prompt_format``), prefilled once per prompt."""
+        fmt = self.hparams.prompt_format
+        return self._think_prompts.rows([p.uid for p in prompts], [think_prompt(p.text, fmt) for p in prompts])
 
     def _image_prompt(self, prompt: Prompt, think: str, regeneration: bool) -> str:
         """The chat-formatted image prompt of one row (``regeneration``: a step after stage 0)."""
@@ -554,8 +565,11 @@ class MILRModule(LightningModule):
         text_mode = regeneration and not self.uses_image  # the authors' text-mode re-generation
         return image_prompt(prompt.text, think if self.think_in_image else None, fmt, text_regeneration=text_mode)
 
-    def _think(self, prompts: list[str], prefixes: list[torch.Tensor] | None = None, record_hidden: bool = False):
-        out = self.backbone.think(prompts, prefixes, record_hidden=record_hidden, prompt_format=self.hparams.prompt_format)
+    def _think(self, prompts: Sequence[Prompt], prefixes: list[torch.Tensor] | None = None, record_hidden: bool = False):
+        rows = self._think_rows(prompts) if self.uses_text else None  # mode image thinks once, at admission: nothing to keep
+        out = self.backbone.think(
+            [p.text for p in prompts], prefixes, record_hidden=record_hidden, prompt_format=self.hparams.prompt_format, prompt_rows=rows
+        )
         out.texts = [think_text(t, self.hparams.prompt_format) for t in out.texts]
         return out
 
@@ -572,12 +586,12 @@ class MILRModule(LightningModule):
         bb = self.backbone
         start = time.perf_counter()
         if self.uses_text or self.think_in_image:
-            think = self._think([p.text for p in prompts], record_hidden=self.uses_text)
+            think = self._think(prompts, record_hidden=self.uses_text)
             texts = think.texts
         else:  # the authors' image mode: no think text at all
             think, texts = None, [""] * len(prompts)
         generators = [self._generator(p) for p in prompts]
-        context = self._image_context([self._image_prompt(p, t, regeneration=False) for p, t in zip(prompts, texts)])
+        context = self._image_context(prompts, [self._image_prompt(p, t, regeneration=False) for p, t in zip(prompts, texts)])
         sample = bb.sample_image(context, generators, record_hidden=self.image_prefix_len)
         images = bb.decode_images(sample.tokens)
         self.timings["decode"] += time.perf_counter() - start
@@ -628,7 +642,8 @@ class MILRModule(LightningModule):
             texts = self._think_texts(rows, text_prefixes)
         else:
             text_prefixes, texts = [torch.zeros(0, dtype=torch.long)] * len(rows), [s.think_text for s in rows]
-        context = self._image_context([self._image_prompt(s.prompt, t, regeneration=from_latents) for s, t in zip(rows, texts)])
+        chat = [self._image_prompt(s.prompt, t, regeneration=from_latents) for s, t in zip(rows, texts)]
+        context = self._image_context([s.prompt for s in rows], chat)
         if self.uses_image and from_latents:
             z = torch.stack([self.image_latents[s.slot] for s in rows])
             image_prefixes = bb.sample_prefix(z.to(bb.device), gens)
@@ -670,7 +685,7 @@ class MILRModule(LightningModule):
         todo = list(dict.fromkeys(k for k in keys if k not in known))
         if todo:
             by_key = {k: (s, p) for k, s, p in zip(keys, rows, prefixes)}
-            out = self._think([by_key[k][0].prompt.text for k in todo], [by_key[k][1] for k in todo])
+            out = self._think([by_key[k][0].prompt for k in todo], [by_key[k][1] for k in todo])
             known.update(zip(todo, out.texts))
         return [known[k] for k in keys]
 

@@ -50,6 +50,41 @@ def test_think_prefix_with_eos_ends_the_text_there(tiny):
     assert out.ids[0].tolist() == [7]
 
 
+@pytest.mark.parametrize("fmt", ["janus", "reference"])
+def test_think_from_kept_prompt_rows_gives_the_tokens_and_states_of_a_fresh_prefill(tiny, fmt):
+    """Think prompts prefilled apart (another batch, other padding) and a mix of forced prefixes
+    (none, short, long, with EOS): the same text and hidden states as one uncached re-run."""
+    prompts = [PROMPTS[1], PROMPTS[0], PROMPTS[1], PROMPTS[0]]
+    prefixes = [torch.tensor([], dtype=torch.long), torch.tensor([5]), torch.tensor([7, 9, 11, 13]), torch.tensor([7, tiny.eos_id])]
+    rows = [tiny.think_rows([think_prompt(PROMPTS[0], fmt)])[0], *tiny.think_rows([think_prompt(PROMPTS[1], fmt)])]
+    kept = [rows[1], rows[0], rows[1], rows[0]]
+    got = tiny.think(prompts, prefixes, max_new_tokens=8, record_hidden=True, prompt_format=fmt, prompt_rows=kept)
+    fresh = tiny.think(prompts, prefixes, max_new_tokens=8, record_hidden=True, prompt_format=fmt)
+    reference = tiny.think(prompts, prefixes, max_new_tokens=8, prompt_format=fmt, use_cache=False)
+    assert [t.tolist() for t in got.ids] == [t.tolist() for t in fresh.ids] == [t.tolist() for t in reference.ids]
+    assert got.texts == fresh.texts and got.ids[3].tolist() == [7]
+    for a, b in zip(got.hidden, fresh.hidden):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="3 prefilled think prompts for 4 prompts"):
+        tiny.think(prompts, prompt_rows=kept[:3])
+
+
+@pytest.mark.parametrize("static_cache", [False, True])
+def test_image_context_from_rows_prefilled_apart_samples_what_one_batched_prefill_samples(tiny, static_cache):
+    bb = JanusBackbone.tiny(seed=0, grid=4, static_cache=True) if static_cache else tiny
+    prompts = [image_prompt("two dogs and a ball on the grass", None), image_prompt("a cat", None), image_prompt("a red cup", None)]
+    rows = {p: bb.image_rows([p])[0] for p in prompts}
+    kept = bb.image_context([prompts[1], prompts[0], prompts[1]], [rows[prompts[1]], rows[prompts[0]], rows[prompts[1]]])
+    fresh = tiny.image_context([prompts[1], prompts[0], prompts[1]])
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(3)]  # noqa: E731
+    for record, prefix in ((4, None), (0, torch.tensor([[1, 2], [3, 4], [5, 6]]))):
+        a, b = bb.sample_image(kept, gens(), prefix, record_hidden=record), tiny.sample_image(fresh, gens(), prefix, record_hidden=record)
+        assert torch.equal(a.tokens, b.tokens)
+        if record:
+            torch.testing.assert_close(a.hidden, b.hidden, rtol=1e-4, atol=1e-5)
+    assert all(r.length == len(bb.encode(p + bb.boi_token)) for p, r in rows.items())  # decoding never grew a row
+
+
 def _hf_generate(bb: JanusBackbone, prompt: str, seed: int) -> torch.Tensor:
     ids = bb.tokenizer([prompt + bb.boi_token], return_tensors="pt").input_ids
     cfg = bb.model.generation_config
@@ -81,7 +116,7 @@ def test_image_hidden_states_are_the_generation_head_inputs(tiny):
     ], 1)
     ref = tiny.lm(inputs_embeds=embeds).last_hidden_state[:, -5:]  # [2, 5, d]
     torch.testing.assert_close(sample.hidden[0].transpose(0, 1), ref, rtol=1e-4, atol=1e-5)
-    assert ctx.cache.get_seq_length() == cond.shape[1]
+    assert ctx.rows[0].length == cond.shape[1]  # the prefilled prompt is left as it was
 
 
 def test_forced_image_prefix_is_kept_and_context_is_reusable(tiny):

@@ -93,6 +93,14 @@ def test_targets_are_reported_with_their_limits_and_verdicts(report):
         assert check["met"] == (check["value"] <= limit if op == "<=" else check["value"] >= limit)
 
 
+def test_prompt_reuse_times_both_rules_on_the_same_schedule_and_prefills_fewer_rows(report):
+    before, after = report["prompt_reuse"]["before"], report["prompt_reuse"]["after"]
+    assert before["steps"] == after["steps"] > 0 and before["step_s"] > 0 and after["step_s"] > 0
+    assert close(report["prompt_reuse"]["after_over_before"], after["step_s"] / before["step_s"])
+    assert after["think_rows"] == report["throughput_prompts"]  # each think prompt prefilled once
+    assert after["image_rows"] < before["image_rows"]  # a refill no longer prefills the other rows again
+
+
 def test_profile_goes_to_stderr_and_names_the_decode_loop(bench_run):
     stdout, stderr = bench_run
     assert "sample_image" in stderr and "cumulative" in stderr

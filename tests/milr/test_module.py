@@ -10,6 +10,7 @@ from lightning import Callback
 from lightning.pytorch.callbacks import EarlyStopping
 
 import milr
+from data.prompt import Prompt
 from milr.backbone import JanusBackbone
 from milr.module import MILRModule, prompt_seed
 from milr.objective import prefix_length, token_log_prob
@@ -19,6 +20,7 @@ from rewards.base import Reward, RewardOutput, TransientRewardError
 from tests.helpers import ConstantReward, ScriptedReward, UnreliableReward, mean_brightness
 
 PROMPTS = ["a red apple", "a blue cup", "a green bird on a branch", "a yellow taxi"]
+PROMPTS_5 = PROMPTS + ["two black dogs"]
 
 
 class Recorder(Callback):
@@ -376,3 +378,103 @@ def test_details_that_are_not_json_are_an_error_before_the_prompt_is_optimised(t
 def test_bad_reward_call_options_are_refused_naming_the_option(tiny, option, value, message):
     with pytest.raises(ValueError, match=message):
         MILRModule(tiny, ConstantReward(), image_ratio=0.25, **{option: value})
+
+
+class PrefillLog(Callback):
+    """Per step: the think and image prompt rows the backbone prefilled, the (prompt, text) rows
+    every scored prompt used, and how many rows the module's caches hold at the step's end."""
+
+    def __init__(self, bb: JanusBackbone, monkeypatch) -> None:
+        self.prefilled: list[dict[str, list[str]]] = []
+        self.used: list[list[tuple[int, str]]] = []
+        self.held: list[tuple[int, int, int]] = []
+        for name in ("think_rows", "image_rows"):
+            real = getattr(bb, name)
+
+            def spy(prompts, *args, _real=real, _name=name):
+                self.prefilled[-1][_name] += list(prompts)
+                return _real(prompts, *args)
+
+            monkeypatch.setattr(bb, name, spy)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.prefilled.append({"think_rows": [], "image_rows": []})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.used.append([(s.prompt.index, s.samples[0].text) for s in pl_module.scored])
+        self.held.append((len(pl_module.active()), len(pl_module._think_prompts), len(pl_module._image_prompts)))
+
+
+REFILL = dict(mode="both", text_ratio=0.5, lr=5.0, max_steps=4, reward_threshold=0.9, seed=7, batch_size=2)
+
+
+def _refill_run(bb, reuse: bool, callbacks=(), prompts=None, **options):
+    """Five prompts through two slots, stopping at different steps; lr 5 moves the text prefix."""
+    bb.reuse_prompts = reuse
+    reward = ScriptedReward({0: [0.1, 0.2, 0.95], 1: [0.1] * 9, 2: [0.99], 3: [0.1, 0.96], 4: [0.1] * 9})
+    rec = Recorder()
+    try:
+        results = run(bb, prompts or PROMPTS_5, reward=reward, callbacks=[rec, *callbacks], **{**REFILL, **options})
+    finally:
+        bb.reuse_prompts = True
+    steps = [[(i, n, s.text, s.text_prefix.tolist(), s.image_prefix.tolist(), s.image.tobytes()) for i, n, s in step] for step in rec.scored]
+    return results, steps
+
+
+# modes, both prompt formats (the reference one re-generates text mode's image from another
+# prompt than stage 0's), the authors' image mode (no think text) and rloo (stage-0 candidates,
+# several think texts of one prompt in one decode)
+KEPT_CASES = {
+    "both": dict(),
+    "image": dict(mode="image"),
+    "text-reference": dict(mode="text", prompt_format="reference"),
+    "image-reference-no-think": dict(mode="image", prompt_format="reference", image_mode_think=False),
+    "both-rloo": dict(estimator="rloo", samples_per_step=2),
+    "text-reference-rloo": dict(mode="text", prompt_format="reference", estimator="rloo", samples_per_step=2),
+}
+
+
+@pytest.mark.parametrize("case", list(KEPT_CASES))
+def test_kept_prompt_rows_give_exactly_the_tokens_of_prefilling_every_prompt_again(tiny, case):
+    """Refills and changed think texts: the per-row caches decode what the earlier rule (think
+    prompt prefilled at every think decode, image prompts whenever one changed) decodes."""
+    options = KEPT_CASES[case]
+    kept, kept_steps = _refill_run(tiny, reuse=True, **options)
+    again, again_steps = _refill_run(tiny, reuse=False, **options)
+    assert kept_steps == again_steps
+    assert [(r.text, r.rewards, r.image.tobytes()) for r in kept] == [(r.text, r.rewards, r.image.tobytes()) for r in again]
+    texts = [{(i, text) for i, _, text, *_ in step} for step in kept_steps]
+    if options.get("mode", "both") != "image":
+        assert len(set().union(*texts)) > 2 * len(kept)  # the think texts did change along the way
+
+
+def test_kept_prompt_rows_decode_what_a_fresh_prefill_decodes_with_a_static_cache_and_repeats(tiny):
+    """Static cache, and two repeats of one prompt running side by side: each repeat (its ``uid``)
+    keeps its own rows, and one stopping does not drop the other's."""
+    static = JanusBackbone.tiny(seed=0, grid=4, max_think_tokens=12, static_cache=True)
+    prompts = [Prompt(text, i // 2, key=f"{i // 2:05d}", repeat=i % 2) for i, text in enumerate(["a red apple"] * 2 + ["a blue cup"] * 2)]
+    for bb, options in ((static, {}), (tiny, dict(prompts=prompts))):
+        kept, kept_steps = _refill_run(bb, reuse=True, **options)
+        again, again_steps = _refill_run(bb, reuse=False, **options)
+        assert kept_steps == again_steps
+        assert [(r.text, r.rewards, r.image.tobytes()) for r in kept] == [(r.text, r.rewards, r.image.tobytes()) for r in again]
+
+
+def test_only_new_prompts_and_changed_think_texts_are_prefilled_and_stopped_prompts_are_dropped(tiny, monkeypatch):
+    with monkeypatch.context() as patch:
+        log = PrefillLog(tiny, patch)
+        _refill_run(tiny, reuse=True, callbacks=[log])
+    last_text: dict[int, str] = {}
+    for step, (prefilled, used) in enumerate(zip(log.prefilled, log.used)):
+        new = [i for i, _ in used if i not in last_text]
+        changed = [(i, text) for i, text in used if last_text.get(i) != text]
+        assert len(prefilled["think_rows"]) == len(new)  # a think prompt is prefilled once, at admission
+        assert sorted(prefilled["image_rows"]) == sorted(image_prompt(PROMPTS_5[i], text) for i, text in changed)
+        last_text.update(used)
+    assert all(think == image == active for active, think, image in log.held)  # one row per running prompt, no more
+    with monkeypatch.context() as patch:
+        before = PrefillLog(tiny, patch)
+        _refill_run(tiny, reuse=False, callbacks=[before])
+    count = lambda log, name: sum(len(p[name]) for p in log.prefilled)  # noqa: E731
+    assert count(log, "think_rows") < count(before, "think_rows")  # the earlier rule prefilled it at every think decode
+    assert count(log, "image_rows") <= count(before, "image_rows")  # equal here: every think text changes every step
