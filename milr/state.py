@@ -39,7 +39,7 @@ class Sample:
 
 @dataclass
 class StepRecord:
-    """One line of ``trace.jsonl``. ``reward`` is the best of the step's samples (what stopping
+    """One line of ``trace/<repeat>.jsonl``. ``reward`` is the best of the step's samples (what stopping
     and selection use), ``mean_reward`` the mean over the samples the update uses,
     ``sample_rewards`` every reward scored in the step, ``reward_calls`` the prompt's reward
     calls up to and including this step, and ``monitors`` each monitor's score of the step's

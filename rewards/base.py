@@ -184,7 +184,7 @@ def reward_name(reward: RewardFn | Reward) -> str:
 
 def check_details(name: str, details: list[Any], images: int, prompts: list[Prompt]) -> list[dict[str, Any]]:
     """One JSON-serialisable dict per image (``{}`` each when the reward gave none): the details
-    are written to ``trace.jsonl`` once the prompt is done, so a bad one must fail now, not then."""
+    are written to ``trace/<repeat>.jsonl`` once the prompt is done, so a bad one must fail now, not then."""
     if not details:
         return [{} for _ in range(images)]
     if len(details) != images:

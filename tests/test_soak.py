@@ -2,7 +2,7 @@
 killed with SIGKILL every 30 s and restarted until it finishes. At the end every prompt is complete
 exactly once, its trace runs 0..n without gaps or repeats, and summary.json counts 200.
 
-Not part of CI (about 10 minutes): ``MILR_SOAK=1 python -m pytest -q -s tests/test_soak.py``.
+Not part of CI (10–25 minutes): ``MILR_SOAK=1 python -m pytest -q -s tests/test_soak.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(os.environ.get("MILR_SOAK") != "1", reason="soak test: set MILR_SOAK=1 (about 10 minutes)")
+pytestmark = pytest.mark.skipif(os.environ.get("MILR_SOAK") != "1", reason="soak test: set MILR_SOAK=1 (10-25 minutes)")
 PROMPTS, KILL_EVERY, MAX_RESTARTS = 200, 30.0, 60
 
 
