@@ -29,3 +29,46 @@ def test_two_ranks_complete_every_prompt_once(tmp_path):
     for path in results:
         trace = (path.parent / "trace" / "0000.jsonl").read_text().splitlines()
         assert len(trace) == json.loads(path.read_text())["repeats"][0]["steps"] + 1  # one run per prompt, no duplicates
+
+
+TWO_RANKS = ["--trainer.devices", "2", "--trainer.strategy", "milr.strategy.IndependentRanks",
+             "--trainer.strategy.start_method", "fork"]
+
+
+def _run(out, *extra):
+    common = ["--output_dir", str(out), "--model.max_steps", "3", "--model.reward_threshold", "null",
+              "--model.reward", "tests.helpers.CrashingReward", "--trainer.enable_progress_bar", "false"]
+    return train_free_runner.main([*common, *extra])
+
+
+def _each_prompt_once(out) -> None:
+    results = sorted(out.glob("*/result.json"))
+    assert [p.parent.name for p in results] == [f"{i:05d}" for i in range(6)]
+    for path in results:
+        trace = [json.loads(x)["step"] for x in (path.parent / "trace" / "0000.jsonl").read_text().splitlines()]
+        assert trace == [0, 1, 2, 3]  # every step once: nothing redone, nothing lost
+    assert not list(out.glob(".inflight/*.pt"))
+
+
+def test_a_two_rank_run_that_dies_is_finished_by_one_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("MILR_TEST_CRASH_ON", "3")  # every rank's reward dies at its third call
+    try:
+        _run(tmp_path, *TWO_RANKS)
+    except Exception:  # noqa: BLE001 - the launcher re-raises the ranks' error in its own type
+        pass
+    assert list(tmp_path.glob(".inflight/*.pt"))  # both ranks left prompts mid-optimisation
+    monkeypatch.delenv("MILR_TEST_CRASH_ON")
+    _run(tmp_path)
+    _each_prompt_once(tmp_path)
+
+
+def test_a_one_process_run_that_dies_is_finished_by_two_ranks(tmp_path, monkeypatch):
+    monkeypatch.setenv("MILR_TEST_CRASH_ON", "4")
+    try:
+        _run(tmp_path, "--data.batch_size", "2")
+    except RuntimeError:
+        pass
+    assert list(tmp_path.glob(".inflight/*.pt"))
+    monkeypatch.delenv("MILR_TEST_CRASH_ON")
+    _run(tmp_path, *TWO_RANKS)
+    _each_prompt_once(tmp_path)
