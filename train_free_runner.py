@@ -30,8 +30,9 @@ from rich.table import Table
 from callbacks.image_logger import TensorBoardImageLogger
 from callbacks.progress import PromptProgressBar
 from callbacks.timing import StepTimer
-from callbacks.writer import OutputWriter, atomic_write, completed, failed_records, load_inflight, recover, stored_prompts
+from callbacks.writer import OutputWriter, atomic_write, failed_records, load_inflight, recover, stored_prompts
 from data.datamodule import MILRDataModule, load_range
+from data.prompt import Prompt
 from milr.api import ignore_known_warnings
 from milr.backbone import CheckpointError, check_checkpoint
 from milr.help import option_help
@@ -76,8 +77,9 @@ class MILRCLI(LightningCLI):
             raise SystemExit(0)
         if self.config.new_run:
             self.config.output_dir = str(Path(self.config.output_dir) / self.config.new_run)
-        check_config(self.config)
-        self.run_record, self.lock = claim_folder(self.config, yaml.safe_load(self.parser.dump(self.config, skip_unset=False)))
+        prompts = check_config(self.config)
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_unset=False))
+        self.run_record, self.lock = claim_folder(self.config, resolved, prompts)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         out = Path(self.config_init["output_dir"])
@@ -118,8 +120,9 @@ def check_output_dir(path: str) -> None:
         raise UsageError(f"--output_dir {path} is not writable ({parent}: {err.strerror}); give a folder you can write") from None
 
 
-def check_config(config: Any) -> None:
-    """Every option and the prompt source, before the backbone, the reward or the Trainer exists."""
+def check_config(config: Any) -> list[Prompt]:
+    """Every option and the prompt source, before the backbone, the reward or the Trainer exists;
+    returns the prompts the source selects."""
     model, data = config.model, config.data
     if data.batch_size < 1:
         raise UsageError(f"data.batch_size must be >= 1 (prompts optimised at once), got {data.batch_size}")
@@ -129,10 +132,11 @@ def check_config(config: Any) -> None:
         raise UsageError(f"data.start must be >= 0, got {data.start}")
     if (data.path is None) == (data.prompts is None):
         raise UsageError("give exactly one prompt source: --data.path <file> or --data.prompts '[...]'")
-    _checked("data.path" if data.prompts is None else "data.prompts", load_range,
-             data.path, data.prompts, data.format, data.start, data.end, data.max_chars)
+    prompts = _checked("data.path" if data.prompts is None else "data.prompts", load_range,
+                       data.path, data.prompts, data.format, data.start, data.end, data.max_chars)
     _checked("model.backbone.name_or_path", check_checkpoint, model.backbone.init_args.name_or_path)
     check_output_dir(config.output_dir)
+    return prompts
 
 
 def tensorboard_logger(out: Path, root: Optional[str]) -> TensorBoardLogger:
@@ -157,13 +161,13 @@ def _rank() -> int:
     return 0
 
 
-def claim_folder(config: Any, resolved: dict[str, Any]) -> tuple[dict[str, Any] | None, RunLock | None]:
-    """Before any model loads: the folder must hold this run's settings and prompts (or nothing),
-    and no other run may be writing it. Rank 0 holds the lock for every rank of its run."""
+def claim_folder(
+    config: Any, resolved: dict[str, Any], prompts: list[Prompt]
+) -> tuple[dict[str, Any] | None, RunLock | None]:
+    """Before any model loads: the folder must hold this run's settings and ``prompts`` (or
+    nothing), and no other run may be writing it. Rank 0 holds the lock for every rank of its run."""
     out = Path(config.output_dir)
-    data = config.data
     record = check_run(out, result_settings(resolved))
-    prompts = load_range(data.path, data.prompts, data.format, data.start, data.end, data.max_chars)
     check_prompts(out, stored_prompts(out), prompts)
     if _rank() != 0 or resolved.get("trainer", {}).get("fast_dev_run"):
         return record, None
@@ -182,6 +186,10 @@ def save_config(out: Path, text: str) -> None:
     elif path.read_text() != text:
         n = len(list(out.glob("config.resume-*.yaml"))) + 1
         atomic_write(out / f"config.resume-{n}.yaml", text)
+
+
+def _prompts(n: int) -> str:
+    return f"{n} prompt{'s' if n != 1 else ''}"
 
 
 def _given(args: list[str], flag: str) -> bool:
@@ -272,17 +280,15 @@ def run(cli: MILRCLI) -> dict[str, Any]:
         save_config(out, cli.parser.dump(cli.config, skip_unset=False))
         if cli.run_record is not None:
             atomic_write(out / RUN_FILE, json.dumps(cli.run_record, indent=1, default=str))
-        recover(out, cli.datamodule.repeats)
-        done = completed(out)
+        done = recover(out, cli.datamodule.repeats)
         snapshots = load_inflight(out)
         cli.datamodule.skip(done)
         cli.datamodule.first(s["uid"] for s in snapshots)
         cli.model.resume(snapshots)
         if done or snapshots:
-            units = lambda n: f"{n} prompt{'s' if n != 1 else ''}"  # noqa: E731
-            console.print(f"[bold]resume:[/] {units(len(done))} already complete in {out}, {units(len(snapshots))} continued where they stopped")
+            console.print(f"[bold]resume:[/] {_prompts(len(done))} already complete in {out}, {_prompts(len(snapshots))} continued where they stopped")
         if failed := failed_records(out):
-            console.print(f"[bold]resume:[/] taking again {len(failed)} prompt{'s' if len(failed) != 1 else ''} whose reward failed before")
+            console.print(f"[bold]resume:[/] taking again {_prompts(len(failed))} whose reward failed before")
     cli.datamodule.setup("fit")
     if cli.datamodule.stream.exhausted:
         console.print("nothing to do: every prompt is complete")
@@ -293,10 +299,11 @@ def run(cli: MILRCLI) -> dict[str, Any]:
         return {}
     table = Table("metric", "value", title=f"MILR summary ({out})")
     for key, value in writer.summary.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(len(value) if key == "failed" else value))
+        # lists (in_flight, failed) can be long: the table counts them, summary.json lists them
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(len(value) if isinstance(value, list) else value))
     console.print(table)
     if failed := writer.summary.get("failed"):  # empty in a launcher process whose ranks wrote it
-        console.print(f"[bold yellow]{len(failed)} prompt{'s' if len(failed) != 1 else ''} failed[/] (reasons in {out}/summary.json "
+        console.print(f"[bold yellow]{_prompts(len(failed))} failed[/] (reasons in {out}/summary.json "
                       "and failed/): re-running the same command retries them")
     return writer.summary
 

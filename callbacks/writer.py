@@ -161,10 +161,10 @@ def _drop_staging_files(folder: Path) -> None:
     (folder / "metadata.json").unlink(missing_ok=True)
 
 
-def recover(output_dir: str | Path, repeats: int) -> None:
+def recover(output_dir: str | Path, repeats: int) -> set[str]:
     """Finish what a killed run left between two writes: a staged prompt whose repeats are all
     recorded is completed, a complete folder loses leftover staging files, and the in-flight
-    snapshot of a unit that was written is dropped."""
+    snapshot of a unit that was written is dropped. Returns the units complete now (``completed``)."""
     out = Path(output_dir)
     for info in sorted(out.glob(f"{STAGING}/*/{PROMPT_FILE}")):
         stored = json.loads(info.read_text())
@@ -176,6 +176,7 @@ def recover(output_dir: str | Path, repeats: int) -> None:
     for snapshot in out.glob(f"{INFLIGHT}/*.pt"):
         if snapshot.stem in done:
             snapshot.unlink()
+    return done
 
 
 def failed_path(output_dir: Path, prompt: Prompt) -> Path:
