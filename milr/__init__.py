@@ -1,8 +1,27 @@
-"""MILR: test-time latent reasoning for text-to-image generation with Janus-Pro, on Lightning."""
+"""MILR: test-time latent reasoning for text-to-image generation with Janus-Pro, on Lightning.
 
-from milr.api import optimize
-from milr.backbone import JanusBackbone
-from milr.module import MILRModule
-from milr.state import MILRResult, PromptState, StopReason
+The public names load lazily, so importing a light submodule (``milr.prompts``,
+``milr.shapes.world``) does not import Lightning or the LightningModule.
+"""
 
-__all__ = ["JanusBackbone", "MILRModule", "MILRResult", "PromptState", "StopReason", "optimize"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "optimize": "milr.api",
+    "JanusBackbone": "milr.backbone",
+    "MILRModule": "milr.module",
+    "MILRResult": "milr.state",
+    "PromptState": "milr.state",
+    "StopReason": "milr.state",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'milr' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

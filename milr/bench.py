@@ -1,6 +1,6 @@
 """``python -m milr.bench``: what a MILR step costs next to a plain Janus-Pro image generation.
 
-Measured side by side in one process, on a random model of the chosen shape (``milr.shapes``):
+Measured side by side in one process, on a random model of the chosen shape (``milr.model_sizes``):
 
 - ``generate_s``: one plain generation of a batch: transformers' own
   ``model.generate(generation_mode="image", do_sample=True, top_k=0, guidance_scale=5)`` on the
@@ -61,7 +61,7 @@ from data.formats import load_prompts
 from data.prompt import Prompt
 from milr.backbone import JanusBackbone, resolve_device
 from milr.prompts import image_prompt, think_text
-from milr.shapes import SHAPES, Shape, random_backbone
+from milr.model_sizes import SHAPES, Shape, random_backbone
 from rewards.base import Reward, RewardOutput, from_config, score
 
 MODES = ("text", "image", "both")
@@ -359,7 +359,7 @@ def check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class BenchConfig:
-    """What to measure; ``None`` takes the shape's default (``milr.shapes.SHAPES``)."""
+    """What to measure; ``None`` takes the shape's default (``milr.model_sizes.SHAPES``)."""
 
     model: str = "tiny"
     batch: int | None = None

@@ -2,7 +2,7 @@
 
 A GPU machine is lent for minutes, so this is one prepared command that cannot waste them. For
 each model shape (on CUDA by default 7B, then 1B, random weights built directly on the device in
-bf16 by ``milr.shapes.random_backbone``) it runs these parts, most important first:
+bf16 by ``milr.model_sizes.random_backbone``) it runs these parts, most important first:
 
 1. ``generate``: transformers' plain generation + VQ decode at batch 1 and at batch B (8);
 2. ``both``: a ``both`` step at batch 1 and at batch B (÷ the plain generation: ≤ 1.15);
@@ -62,7 +62,7 @@ from milr.bench import (
     time_mode,
 )
 from milr.prompts import image_prompt
-from milr.shapes import SHAPES, parameter_count, random_backbone
+from milr.model_sizes import SHAPES, parameter_count, random_backbone
 from rewards.base import from_config
 
 PARTS = ("generate", "both", "image", "decode", "memory", "throughput", "compiled")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from data.prompt import Prompt
 from milr.bench import TARGETS, BenchReward, main, render, stdout_to_stderr
-from milr.shapes import SHAPES, Shape, janus_config, llama_config, parameter_count, random_backbone
+from milr.model_sizes import SHAPES, Shape, janus_config, llama_config, parameter_count, random_backbone
 from milr.tiny import tiny_tokenizer
 from rewards.base import Reward, RewardOutput
 from rewards.random_weights import write_geneval
