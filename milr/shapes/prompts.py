@@ -1,0 +1,184 @@
+"""Shapes prompts in GenEval's schema, and the plans and scenes that satisfy them.
+
+A prompt is an ``evaluation_metadata.jsonl`` line (``tag``, ``include``, optional ``exclude``,
+``prompt``) over the four shapes and six colours, for GenEval's six tags plus ``knowledge``
+(the shape or its colour named indirectly, resolved in ``include``; reported apart from the
+GenEval mean). A *plan* is the think text the model is taught to write: every object's count,
+colour, shape and cell in words, e.g. ``"two red circles: top left, lower right. one blue
+square: upper midleft."``. ``scene`` samples objects that satisfy a prompt, ``plan_text`` /
+``parse_plan`` turn objects into words and back.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any, Sequence
+
+from milr.shapes.world import COLORS, GRID, SHAPES, Obj, check_scene
+
+TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr", "knowledge")
+GENEVAL_TAGS = TAGS[:6]
+RELATIONS = ("left of", "right of", "above", "below")
+NUMBERS = ("zero", "one", "two", "three", "four")
+ROWS = ("top", "upper", "lower", "bottom")
+COLS = ("left", "midleft", "midright", "right")
+
+#: knowledge: the indirect names and what they resolve to
+SHAPE_RIDDLES = {
+    "square": "the shape with four equal sides",
+    "circle": "the shape with no corners",
+    "triangle": "the shape with three corners",
+    "cross": "the shape of a plus sign",
+}
+COLOR_RIDDLES = {
+    "red": "a ripe strawberry",
+    "orange": "a carrot",
+    "yellow": "a lemon",
+    "green": "grass",
+    "blue": "the sky",
+    "purple": "lavender",
+}
+
+
+def plural(shape: str) -> str:
+    return shape + ("es" if shape.endswith("s") else "s")
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def make_prompt(tag: str, rng: random.Random) -> dict[str, Any]:
+    """One GenEval-schema metadata line of ``tag``, drawn with ``rng``."""
+    s1, s2 = rng.sample(SHAPES, 2)
+    c1, c2 = rng.sample(COLORS, 2)
+    if tag == "single_object":
+        return {"tag": tag, "include": [{"class": s1, "count": 1}], "prompt": f"a photo of {_article(s1)} {s1}"}
+    if tag == "two_object":
+        return {"tag": tag, "include": [{"class": s1, "count": 1}, {"class": s2, "count": 1}],
+                "prompt": f"a photo of {_article(s1)} {s1} and {_article(s2)} {s2}"}
+    if tag == "counting":
+        n = rng.randint(2, 4)
+        return {"tag": tag, "include": [{"class": s1, "count": n}], "exclude": [{"class": s1, "count": n + 1}],
+                "prompt": f"a photo of {NUMBERS[n]} {plural(s1)}"}
+    if tag == "colors":
+        return {"tag": tag, "include": [{"class": s1, "count": 1, "color": c1}], "prompt": f"a photo of {_article(c1)} {c1} {s1}"}
+    if tag == "position":
+        relation = rng.choice(RELATIONS)
+        return {"tag": tag, "include": [{"class": s2, "count": 1}, {"class": s1, "count": 1, "position": [relation, 0]}],
+                "prompt": f"a photo of {_article(s1)} {s1} {relation} {_article(s2)} {s2}"}
+    if tag == "color_attr":
+        return {"tag": tag, "include": [{"class": s1, "count": 1, "color": c1}, {"class": s2, "count": 1, "color": c2}],
+                "prompt": f"a photo of {_article(c1)} {c1} {s1} and {_article(c2)} {c2} {s2}"}
+    if tag == "knowledge":
+        form = rng.randrange(3)
+        clause: dict[str, Any] = {"class": s1, "count": 1}
+        if form == 0:
+            text = f"a photo of {SHAPE_RIDDLES[s1]}"
+        else:
+            clause["color"] = c1
+            subject = f"{_article(s1)} {s1}" if form == 1 else SHAPE_RIDDLES[s1]
+            text = f"a photo of {subject} the colour of {COLOR_RIDDLES[c1]}"
+        return {"tag": tag, "include": [clause], "prompt": text}
+    raise ValueError(f"unknown Shapes tag {tag!r}; one of {TAGS}")
+
+
+def evaluation_set(per_tag: int = 80, seed: int = 0) -> list[dict[str, Any]]:
+    """The fixed evaluation set: ``per_tag`` prompts of each tag, in tag order, from ``seed``."""
+    rng = random.Random(seed)
+    return [make_prompt(tag, rng) for tag in TAGS for _ in range(per_tag)]
+
+
+def dumps(metadata: dict[str, Any]) -> str:
+    """A metadata line as GenEval writes it (key order kept, no spaces dropped)."""
+    return json.dumps(metadata)
+
+
+# ---------------------------------------------------------------------------- scenes
+
+
+def _relation_holds(a: tuple[int, int], b: tuple[int, int], relation: str) -> bool:
+    """Cells for which GenEval's ``relative_position`` of A to B (12-px boxes in 16-px cells,
+    margin 0.1) surely reports ``relation``: the offset along the relation's axis is non-zero,
+    in its direction, and at least as large as the other (checked against the exact rule in the
+    tests)."""
+    dc, dr = a[0] - b[0], a[1] - b[1]
+    along, across = {"left of": (-dc, dr), "right of": (dc, dr), "above": (-dr, dc), "below": (dr, dc)}[relation]
+    return along > 0 and abs(across) <= along
+
+
+def scene(metadata: dict[str, Any], rng: random.Random) -> list[Obj]:
+    """Objects that satisfy ``metadata``: the included objects only, free colours and cells drawn
+    with ``rng`` (a counting prompt's objects share one colour)."""
+    cells = [(c, r) for r in range(GRID) for c in range(GRID)]
+    while True:
+        taken = rng.sample(cells, sum(req["count"] for req in metadata["include"]))
+        objects: list[Obj] = []
+        for req in metadata["include"]:
+            color = req.get("color") or rng.choice(COLORS)
+            objects.extend(Obj(taken.pop(), color, req["class"]) for _ in range(req["count"]))
+            if "position" in req:
+                relation, group = req["position"]
+                anchor = objects[sum(r["count"] for r in metadata["include"][:group])]
+                if not _relation_holds(objects[-1].cell, anchor.cell, relation):
+                    break
+        else:
+            return objects
+
+
+# ---------------------------------------------------------------------------- plans
+
+
+def _cell_name(cell: tuple[int, int]) -> str:
+    return f"{ROWS[cell[1]]} {COLS[cell[0]]}"
+
+
+def plan_text(objects: Sequence[Obj]) -> str:
+    """The plan of a scene: one sentence per (colour, shape) group in first-seen order, cells in
+    reading order: ``"two red circles: top left, lower right. one blue square: upper midleft."``."""
+    groups: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for o in objects:
+        groups.setdefault((o.color, o.shape), []).append(o.cell)
+    sentences = []
+    for (color, shape), cells in groups.items():
+        noun = shape if len(cells) == 1 else plural(shape)
+        where = ", ".join(_cell_name(c) for c in sorted(cells, key=lambda c: (c[1], c[0])))
+        sentences.append(f"{NUMBERS[len(cells)]} {color} {noun}: {where}.")
+    return " ".join(sentences)
+
+
+_SENTENCE = re.compile(r"(\w+) (\w+) (\w+): ([\w ,]+)\.")
+
+
+def parse_plan(text: str) -> list[Obj] | None:
+    """The objects a plan describes, or None when it is not a well-formed plan (unknown words,
+    a count that disagrees with its cells, two objects in one cell)."""
+    text = text.strip()
+    objects: list[Obj] = []
+    end = 0
+    plurals = {plural(s): s for s in SHAPES}
+    for match in _SENTENCE.finditer(text):
+        if text[end : match.start()].strip():
+            return None
+        end = match.end()
+        number, color, noun, where = match.groups()
+        shape = noun if noun in SHAPES else plurals.get(noun)
+        names = [w.strip() for w in where.split(",")]
+        if number not in NUMBERS or NUMBERS.index(number) != len(names) or color not in COLORS or shape is None:
+            return None
+        if (len(names) == 1) != (noun in SHAPES):
+            return None
+        for name in names:
+            parts = name.split()
+            if len(parts) != 2 or parts[0] not in ROWS or parts[1] not in COLS:
+                return None
+            objects.append(Obj((COLS.index(parts[1]), ROWS.index(parts[0])), color, shape))
+    if not objects or text[end:].strip():
+        return None
+    try:
+        check_scene(objects)
+    except ValueError:
+        return None
+    return objects

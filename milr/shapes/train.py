@@ -1,0 +1,263 @@
+"""Train the Shapes model with Lightning: ``python -m milr.shapes.train --out DIR``.
+
+Both turns of the real pipeline are learned from sequences generated on the fly from a seeded
+stream (no data set on disk):
+
+- think: the think prompt milr sends Janus-Pro (``milr.prompts.think_prompt``) → ``" " + plan`` + EOS;
+- draw: the image prompt ``"{prompt}. {plan}"`` + ``<begin_of_image>`` → the plan's 64 image tokens.
+  The image follows the *plan*: some draws pair a prompt with another prompt's plan, some have no
+  plan (the authors' image mode), and some drop the condition (every token but BOS and
+  ``<begin_of_image>`` becomes pad, as milr's unconditional CFG row) so guidance works;
+- decoder: the VQ decoder learns to paint token grids (scene grids and random ones) with the
+  world's exact pixels.
+
+A quarter of the text uses the authors' ``User`` / ``Assistant`` labels (``prompt_format:
+reference``). The frozen parts (SigLIP tower, VQ encoder) stay at their random initialisation:
+MILR never uses them. The result is saved with ``save_pretrained`` (safetensors, tokenizer,
+generation config) and a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule, Trainer, seed_everything
+from torch.utils.data import DataLoader, IterableDataset
+from transformers import GenerationConfig, JanusForConditionalGeneration, PreTrainedTokenizerFast
+
+from milr import prompts as chat
+from milr.shapes import prompts, world
+from milr.shapes.model import IMAGE_TOKENS, build_config, build_tokenizer
+
+IGNORE = -100
+
+
+@dataclass
+class TrainConfig:
+    """Everything that fixes the trained model; written into the model card."""
+
+    seed: int = 0
+    steps: int = 2400
+    think_batch: int = 16
+    draw_batch: int = 48
+    decoder_batch: int = 16
+    lr: float = 2e-3
+    warmup: int = 100
+    hidden: int = 192
+    layers: int = 4
+    heads: int = 6
+    reference_format: float = 0.25  # share of text in the authors' User/Assistant labels
+    mismatched_plan: float = 0.12  # draws whose plan belongs to another prompt (the image follows the plan)
+    no_plan: float = 0.08  # draws from the bare prompt (the authors' image mode)
+    uncond: float = 0.10  # condition dropout for classifier-free guidance
+
+
+class Sequences(IterableDataset):
+    """An endless, seeded stream of training batches (think, draw and decoder parts)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast, cfg: TrainConfig) -> None:
+        self.tok, self.cfg = tokenizer, cfg
+        self.pad, self.bos, self.eos = tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id
+        self.boi = tokenizer.convert_tokens_to_ids(IMAGE_TOKENS["boi_token"])
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        rng = random.Random(self.cfg.seed)
+        while True:
+            yield {**self.think_batch(rng), **self.draw_batch(rng), **self.decoder_batch(rng)}
+
+    def _sample(self, rng: random.Random) -> tuple[dict[str, Any], list[world.Obj]]:
+        meta = prompts.make_prompt(rng.choice(prompts.TAGS), rng)
+        return meta, prompts.scene(meta, rng)
+
+    def _format(self, rng: random.Random) -> chat.PromptFormat:
+        return "reference" if rng.random() < self.cfg.reference_format else "janus"
+
+    def think_batch(self, rng: random.Random) -> dict[str, torch.Tensor]:
+        heads, tails = [], []
+        for _ in range(self.cfg.think_batch):
+            meta, objects = self._sample(rng)
+            heads.append(self.tok(chat.think_prompt(meta["prompt"], self._format(rng))).input_ids)
+            tails.append(self.tok(" " + prompts.plan_text(objects), add_special_tokens=False).input_ids + [self.eos])
+        ids, mask = _pad(heads, self.pad, left=True)
+        tail_ids, tail_mask = _pad(tails, self.pad, left=False)
+        labels = torch.where(tail_mask.bool(), tail_ids, IGNORE)
+        return {
+            "think_ids": torch.cat([ids, tail_ids], 1),
+            "think_mask": torch.cat([mask, tail_mask], 1),
+            "think_labels": torch.cat([torch.full_like(ids, IGNORE), labels], 1),
+        }
+
+    def draw_batch(self, rng: random.Random) -> dict[str, torch.Tensor]:
+        texts, grids = [], []
+        uncond = []
+        for _ in range(self.cfg.draw_batch):
+            meta, objects = self._sample(rng)
+            roll = rng.random()
+            plan: str | None = prompts.plan_text(objects)
+            if roll < self.cfg.mismatched_plan:
+                objects = self._sample(rng)[1]
+                plan = prompts.plan_text(objects)
+            elif roll < self.cfg.mismatched_plan + self.cfg.no_plan:
+                plan = None
+            fmt = self._format(rng)
+            texts.append(self.tok(chat.image_prompt(meta["prompt"], plan, fmt) + IMAGE_TOKENS["boi_token"]).input_ids)
+            grids.append(world.tokens(objects).reshape(-1))
+            uncond.append(rng.random() < self.cfg.uncond)
+        ids, mask = _pad(texts, self.pad, left=True)
+        drop = torch.tensor(uncond)[:, None] & (ids != self.bos) & (ids != self.boi) & mask.bool()
+        return {"draw_ids": torch.where(drop, self.pad, ids), "draw_mask": mask, "draw_tokens": torch.from_numpy(np.stack(grids))}
+
+    def decoder_batch(self, rng: random.Random) -> dict[str, torch.Tensor]:
+        """Random grids (half background, the rest any code), so every code is painted in every
+        neighbourhood, not only in the arrangements scenes produce."""
+        gen = np.random.default_rng(rng.getrandbits(32))
+        grids = np.where(gen.random((self.cfg.decoder_batch, world.TOKENS, world.TOKENS)) < 0.5, 0, gen.integers(1, world.CODES, (self.cfg.decoder_batch, world.TOKENS, world.TOKENS)))
+        pixels = np.stack([world.paint(g) for g in grids])
+        return {"decoder_tokens": torch.from_numpy(grids.reshape(len(grids), -1)), "decoder_pixels": _to_unit(torch.from_numpy(pixels))}
+
+
+def _pad(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, span], mask[i, span] = torch.tensor(r), 1
+    return ids, mask
+
+
+def _to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` → float ``[B, 3, H, W]`` in [-1, 1], the VQ decoder's range."""
+    return pixels.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+class ShapesTraining(LightningModule):
+    """The Janus model under training; one step = think + draw + decoder losses, summed."""
+
+    def __init__(self, model: JanusForConditionalGeneration, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        model.model.vision_model.requires_grad_(False)
+        model.model.aligner.requires_grad_(False)
+        model.model.vqmodel.encoder.requires_grad_(False)
+        model.model.vqmodel.quant_conv.requires_grad_(False)
+
+    def _lm(self, mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return self.model.model.language_model(attention_mask=mask, position_ids=positions, **inputs).last_hidden_state
+
+    def think_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self._lm(batch["think_mask"], input_ids=batch["think_ids"])
+        logits = self.model.lm_head(hidden[:, :-1])
+        return F.cross_entropy(logits.flatten(0, 1), batch["think_labels"][:, 1:].flatten(), ignore_index=IGNORE)
+
+    def draw_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, mask, tokens = batch["draw_ids"], batch["draw_mask"], batch["draw_tokens"]
+        text = self.model.get_input_embeddings()(ids)
+        image = self.model.prepare_embeddings_for_image_generation(tokens[:, :-1])
+        full_mask = torch.cat([mask, torch.ones_like(tokens[:, :-1])], 1)
+        hidden = self._lm(full_mask, inputs_embeds=torch.cat([text, image], 1))
+        logits = self.model.model.generation_head(hidden[:, ids.shape[1] - 1 :])
+        return F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+
+    def decoder_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.mse_loss(self.model.model.vqmodel.decode(batch["decoder_tokens"]), batch["decoder_pixels"])
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = {"think": self.think_loss(batch), "draw": self.draw_loss(batch), "decoder": self.decoder_loss(batch)}
+        self.log_dict({f"loss/{k}": v for k, v in losses.items()}, prog_bar=True)
+        return sum(losses.values())
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.01)
+
+        def schedule(step: int) -> float:  # linear warm-up, cosine decay to a tenth
+            if step < self.cfg.warmup:
+                return (step + 1) / self.cfg.warmup
+            progress = min(1.0, (step - self.cfg.warmup) / max(1, self.cfg.steps - self.cfg.warmup))
+            return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
+    """What Janus-Pro's generation config holds, with this tokenizer's ids (transformers'
+    ``generate(generation_mode="image")`` needs them)."""
+    return GenerationConfig(
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        guidance_scale=5.0, generation_kwargs={"boi_token_id": tokenizer.convert_tokens_to_ids(IMAGE_TOKENS["boi_token"])},
+    )
+
+
+def build(cfg: TrainConfig) -> tuple[JanusForConditionalGeneration, PreTrainedTokenizerFast]:
+    """The untrained model and the tokenizer, deterministic in ``cfg.seed``."""
+    tokenizer = build_tokenizer()
+    seed_everything(cfg.seed, verbose=False)
+    model = JanusForConditionalGeneration(build_config(len(tokenizer), cfg.hidden, cfg.layers, cfg.heads))
+    model.config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKENS["image_token"])
+    model.generation_config = generation_config(tokenizer)
+    return model, tokenizer
+
+
+def train(cfg: TrainConfig, out: Path | None = None, **trainer_options: Any) -> tuple[JanusForConditionalGeneration, PreTrainedTokenizerFast, dict[str, Any]]:
+    """Train with Lightning for ``cfg.steps`` steps; save to ``out`` (with a model card) when given.
+    Returns the model, the tokenizer and the training record (minutes, sequences, final losses)."""
+    model, tokenizer = build(cfg)
+    module = ShapesTraining(model, cfg)
+    loader = DataLoader(Sequences(tokenizer, cfg), batch_size=None)
+    trainer = Trainer(
+        max_steps=cfg.steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, log_every_n_steps=25, **trainer_options,
+    )
+    start = time.time()
+    trainer.fit(module, loader)
+    record = {
+        "minutes": round((time.time() - start) / 60, 2),
+        "steps": trainer.global_step,
+        "sequences": {
+            "think": trainer.global_step * cfg.think_batch,
+            "draw": trainer.global_step * cfg.draw_batch,
+            "decoder_grids": trainer.global_step * cfg.decoder_batch,
+        },
+        "final_losses": {k.split("/")[1]: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")},
+        "config": asdict(cfg),
+    }
+    model.eval()
+    if out is not None:
+        save(model, tokenizer, out, record)
+    return model, tokenizer, record
+
+
+def save(model: JanusForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, out: Path, record: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)  # safetensors, config.json, generation_config.json
+    tokenizer.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="folder to save the trained model in")
+    defaults = TrainConfig()
+    for name, value in asdict(defaults).items():
+        parser.add_argument(f"--{name}", type=type(value), default=value)
+    args = vars(parser.parse_args(argv))
+    out = args.pop("out")
+    _, _, record = train(TrainConfig(**args), out)
+    print(json.dumps({k: record[k] for k in ("minutes", "steps", "final_losses")}))
+
+
+if __name__ == "__main__":
+    main()
