@@ -24,6 +24,7 @@ from milr.prompt_cache import PromptKV, assemble, last_hidden, left_padded_mask,
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TINY = "tiny"
+SHAPES = "shapes"  # the trained Shapes model shipped in the package (milr/shapes/checkpoint)
 
 
 class CheckpointError(RuntimeError):
@@ -91,7 +92,8 @@ class JanusBackbone:
     the demo. All weights have ``requires_grad=False`` and the model is in eval mode.
 
     Args:
-        name_or_path: ``deepseek-community/Janus-Pro-1B`` / ``-7B``, a local checkpoint folder, or ``tiny``.
+        name_or_path: ``deepseek-community/Janus-Pro-1B`` / ``-7B``, a local checkpoint folder, ``shapes``
+            (the trained Shapes model shipped in the package, loaded like any checkpoint) or ``tiny``.
         dtype: weight dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bfloat16``, ``float16`` or ``float32``.
         device: ``auto`` (CUDA when available, following LOCAL_RANK), ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seed of the tiny random model's weights (``tiny`` only).
@@ -479,6 +481,7 @@ def is_local_path(name_or_path: str) -> bool:
 def check_checkpoint(name_or_path: str) -> None:
     """Refuse a local checkpoint folder that does not exist, before transformers turns it into a
     confusing hub-id error."""
+    name_or_path = resolve_checkpoint(name_or_path)
     if name_or_path != TINY and is_local_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
         raise CheckpointError(
             f"checkpoint folder not found: {name_or_path} (give a folder holding config.json, the safetensors and the "
@@ -487,10 +490,20 @@ def check_checkpoint(name_or_path: str) -> None:
         )
 
 
+def resolve_checkpoint(name_or_path: str) -> str:
+    """``shapes`` names the folder shipped in the package; anything else is passed on unchanged."""
+    if name_or_path == SHAPES:
+        from milr.shapes import CHECKPOINT
+
+        return str(CHECKPOINT)
+    return name_or_path
+
+
 def _load_pretrained(name_or_path: str, dtype: torch.dtype):
     """Load a Janus checkpoint with transformers; a missing checkpoint is a clear error."""
     from transformers import AutoTokenizer
 
+    name_or_path = resolve_checkpoint(name_or_path)
     check_checkpoint(name_or_path)
     try:
         # SDPA: PyTorch's fused attention kernels (flash / memory-efficient on GPU)

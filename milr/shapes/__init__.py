@@ -6,3 +6,8 @@ GenEval-schema prompts and the plans and scenes that satisfy them; ``model`` bui
 and the Janus config; ``train`` trains it with Lightning. Nothing here imports Lightning except
 ``train``.
 """
+
+from pathlib import Path
+
+#: the trained model shipped with the package: ``--model.backbone.name_or_path shapes``
+CHECKPOINT = Path(__file__).parent / "checkpoint"

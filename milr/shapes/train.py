@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule, Trainer, seed_everything
+from lightning import Callback, LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import GenerationConfig, JanusForConditionalGeneration, PreTrainedTokenizerFast
 
@@ -47,7 +47,7 @@ class TrainConfig:
     """Everything that fixes the trained model; written into the model card."""
 
     seed: int = 0
-    steps: int = 2400
+    steps: int = 1500
     think_batch: int = 16
     draw_batch: int = 48
     decoder_batch: int = 16
@@ -192,6 +192,21 @@ class ShapesTraining(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+class LossHistory(Callback):
+    """Records (and prints) the losses every ``every`` steps: the curve goes into the model card."""
+
+    def __init__(self, every: int = 100) -> None:
+        self.every, self.rows, self.start = every, [], time.time()
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        if step % self.every == 0 or step == trainer.max_steps:
+            row = {"step": step, "minutes": round((time.time() - self.start) / 60, 2)}
+            row.update({k.split("/")[1]: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")})
+            self.rows.append(row)
+            print(json.dumps(row), flush=True)
+
+
 def generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
     """What Janus-Pro's generation config holds, with this tokenizer's ids (transformers'
     ``generate(generation_mode="image")`` needs them)."""
@@ -217,9 +232,10 @@ def train(cfg: TrainConfig, out: Path | None = None, **trainer_options: Any) -> 
     model, tokenizer = build(cfg)
     module = ShapesTraining(model, cfg)
     loader = DataLoader(Sequences(tokenizer, cfg), batch_size=None)
+    history = LossHistory()
     trainer = Trainer(
         max_steps=cfg.steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, log_every_n_steps=25, **trainer_options,
+        enable_model_summary=False, enable_progress_bar=False, callbacks=[history], **trainer_options,
     )
     start = time.time()
     trainer.fit(module, loader)
@@ -231,7 +247,8 @@ def train(cfg: TrainConfig, out: Path | None = None, **trainer_options: Any) -> 
             "draw": trainer.global_step * cfg.draw_batch,
             "decoder_grids": trainer.global_step * cfg.decoder_batch,
         },
-        "final_losses": {k.split("/")[1]: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")},
+        "final_losses": {k: v for k, v in history.rows[-1].items() if k not in ("step", "minutes")} if history.rows else {},
+        "loss_history": history.rows,
         "config": asdict(cfg),
     }
     model.eval()
