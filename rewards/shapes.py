@@ -251,8 +251,10 @@ class ShapesGenEvalReward(Reward):
 
 # ---------------------------------------------------------------------------- run folders
 
-#: what ``python -m rewards.shapes RUN_DIR`` measures per tag, besides the selected images (the official score)
-MEASURES = ("selected", "initial", "plan (selected text)", "plan (initial text)", "agreement (selected)", "agreement (initial)")
+#: what ``python -m rewards.shapes RUN_DIR`` measures per tag: GenEval's verdict on the selected
+#: (official) and initial images; whether the plan of the selected / initial think text, rendered
+#: exactly, satisfies the prompt; whether the selected / initial image shows exactly its own plan
+MEASURES = ("selected", "initial", "plan", "initial plan", "agreement", "initial agreement")
 
 
 def geneval_mean(groups: dict[str, dict[str, float]]) -> Optional[float]:
@@ -267,10 +269,10 @@ def _measures(prompt: PromptRun, repeat: Repeat, selected: dict[str, Any], initi
     return {
         "selected": selected["correct"],
         "initial": None if initial is None else initial["correct"],
-        "plan (selected text)": None if text is None else plan_correct(meta, text),
-        "plan (initial text)": None if initial_text is None else plan_correct(meta, initial_text),
-        "agreement (selected)": None if text is None else plan_agrees(selected["seen"], text),
-        "agreement (initial)": None if initial is None or initial_text is None else plan_agrees(initial["seen"], initial_text),
+        "plan": None if text is None else plan_correct(meta, text),
+        "initial plan": None if initial_text is None else plan_correct(meta, initial_text),
+        "agreement": None if text is None else plan_agrees(selected["seen"], text),
+        "initial agreement": None if initial is None or initial_text is None else plan_agrees(initial["seen"], initial_text),
     }
 
 
@@ -305,23 +307,21 @@ def evaluate_run(run: Run, batch_size: int = 64) -> OfficialScore:
 
 
 def print_run(official: OfficialScore, console: Any = None) -> None:
-    """Per tag and measure the accuracy (images), then the GenEval mean of each measure."""
+    """Per tag the images and each measure's accuracy, then the GenEval mean of each measure."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     groups = {"selected": official.groups} | {m: official.extra[m]["groups"] for m in MEASURES[1:]}
     means = {"selected": official.overall} | {m: official.extra[m]["geneval_mean"] for m in MEASURES[1:]}
-    table = Table("tag", *MEASURES, title=f"shapes_geneval ({official.source})")
-    cell = lambda value: "n/a" if value is None else f"{value['score']:.3f} ({value['n']})"  # noqa: E731
-    for tag in TAGS:
-        if any(tag in groups[m] for m in MEASURES):
-            table.add_row(tag, *(cell(groups[m].get(tag)) for m in MEASURES))
-    table.add_row("GenEval mean", *("n/a" if means[m] is None else f"{means[m]:.3f}" for m in MEASURES), style="bold")
+    table = Table("tag", "images", *MEASURES, title=f"shapes_geneval ({official.source})")
+    number = lambda value: "n/a" if value is None else f"{value:.3f}"  # noqa: E731
+    for tag, selected in official.groups.items():
+        table.add_row(tag, str(selected["n"]), *(number(groups[m].get(tag, {}).get("score")) for m in MEASURES))
+    table.add_row("GenEval mean", "", *(number(means[m]) for m in MEASURES), style="bold")
     console.print(table)
-    knowledge = official.groups.get("knowledge")
-    overall = "n/a" if official.overall is None else f"{official.overall:.4f}"
-    console.print(f"GenEval mean (six GenEval tags): {overall}; knowledge (apart): {cell(knowledge)}")
+    knowledge = official.groups.get("knowledge", {}).get("score")
+    console.print(f"GenEval mean (six GenEval tags): {number(official.overall)}; knowledge (apart): {number(knowledge)}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> OfficialScore:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import rewards
+from data.formats import load_prompts
 from data.prompt import Prompt
 from milr import report
 from milr.shapes import prompts, world
@@ -37,6 +38,12 @@ def test_rendered_scenes_of_every_tag_are_read_exactly_and_satisfy_their_prompt(
             seen = shapes.read(world.render(objects))
             assert {s.obj for s in seen} == set(objects) and all(s.score == 1.0 for s in seen), meta
             assert shapes.verdict(meta, seen).correct, (meta, objects)
+
+
+def test_every_prompt_of_the_shipped_set_has_a_scene_the_detector_finds_correct():
+    rng = random.Random(0)
+    for prompt in load_prompts("data/benchmarks/shapes_geneval/evaluation_metadata.jsonl"):
+        assert judge(prompt.metadata, prompts.scene(prompt.metadata, rng)).correct, prompt.metadata
 
 
 def test_the_scene_construction_of_relations_holds_under_the_exact_rule_for_every_cell_pair_and_shape():
@@ -230,10 +237,10 @@ def test_a_run_folder_is_scored_per_tag_and_measure_and_the_report_reads_it(tmp_
     assert written["overall"] == official.overall == 0.5  # GenEval tags only: knowledge apart
     extra = written["extra"]
     assert extra["initial"]["groups"]["single_object"]["score"] == 0.0 and extra["initial"]["groups"]["counting"]["score"] == 1.0
-    assert extra["plan (selected text)"]["geneval_mean"] == 1.0 and extra["plan (initial text)"]["geneval_mean"] == 0.0
-    assert extra["agreement (selected)"]["groups"]["counting"]["score"] == 0.0 and extra["agreement (initial)"]["groups"]["counting"]["score"] == 0.0
-    assert extra["agreement (initial)"]["groups"]["single_object"]["score"] == 1.0
+    assert extra["plan"]["geneval_mean"] == 1.0 and extra["initial plan"]["geneval_mean"] == 0.0
+    assert extra["agreement"]["groups"]["counting"]["score"] == 0.0 and extra["initial agreement"]["groups"]["counting"]["score"] == 0.0
+    assert extra["initial agreement"]["groups"]["single_object"]["score"] == 1.0
     assert not list((run / "official").glob(".*.tmp"))
     out = capsys.readouterr().out
-    assert "GenEval mean (six GenEval tags): 0.5000; knowledge (apart): 1.000 (1)" in out
+    assert "GenEval mean (six GenEval tags): 0.500; knowledge (apart): 1.000" in out
     assert report.load(run).official_score("shapes_geneval", "00001", 0) == 0.0
