@@ -157,11 +157,10 @@ def read(image: Image.Image | np.ndarray) -> list[Seen]:
     colour = quantise(pixels(image))
     cells: dict[tuple[int, int], np.ndarray] = {}  # cell -> [64, 64] colour index of its pieces, -1 elsewhere
     for index in range(len(COLORS)):
-        labels, count = ndimage.label(colour == index)
-        for label in range(1, count + 1):
+        labels, _ = ndimage.label(colour == index)
+        sizes = np.bincount(labels.ravel())
+        for label in np.flatnonzero(sizes[1:] >= MIN_PIXELS) + 1:
             piece = labels == label
-            if piece.sum() < MIN_PIXELS:
-                continue
             x1, y1, x2, y2 = _box(piece)
             cell = (min(int((x1 + x2) / 2 // CELL), GRID - 1), min(int((y1 + y2) / 2 // CELL), GRID - 1))
             owned = cells.setdefault(cell, np.full(colour.shape, -1))
