@@ -19,7 +19,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from lightning import Callback, LightningModule, Trainer
 from PIL import Image
 
 from data.prompt import Prompt
+from milr.files import atomic_write
 from milr.state import FailedPrompt, MILRResult
 
 RESULT_FILE = "result.json"
@@ -37,32 +37,6 @@ RUNS_FILE = "runs.jsonl"  # one line per finished run: wall seconds, prompts wri
 FAILED_DIR = "failed"  # one record per prompt whose reward failed and that has not completed since
 STAGING = ".partial"
 INFLIGHT = ".inflight"
-
-
-def _file_mode() -> int:
-    """The mode ``open()`` would give a new file under the process umask (0644 under 022);
-    ``mkstemp`` always makes 0600, which other users of a shared results folder cannot read."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 from PIL import Image, ImageOps
 
 from data.prompt import Prompt
+from milr.files import atomic_write
 from milr.runs import OFFICIAL_DIR, PromptRun, Repeat, Run
 from rewards.base import RewardFn, score
 
@@ -42,11 +43,12 @@ class OfficialScore:
     overall: Optional[float]
     images: list[ImageScore] = field(default_factory=list)
     note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # the benchmark's further figures (the report reads none)
 
     def write(self, run_dir: Path) -> Path:
+        """``RUN_DIR/official/<benchmark>.json``, atomically: a report never reads half a file."""
         path = Path(run_dir) / OFFICIAL_DIR / f"{self.benchmark}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1))
+        atomic_write(path, json.dumps(asdict(self), indent=1))
         return path
 
 

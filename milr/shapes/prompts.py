@@ -182,3 +182,26 @@ def parse_plan(text: str) -> list[Obj] | None:
     except ValueError:
         return None
     return objects
+
+
+# ---------------------------------------------------------------------------- the shipped evaluation set
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m milr.shapes.prompts --write PATH``: write the evaluation set as GenEval's
+    ``evaluation_metadata.jsonl`` (the shipped ``data/benchmarks/shapes_geneval`` file is this,
+    with the defaults)."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m milr.shapes.prompts", description=main.__doc__)
+    parser.add_argument("--write", required=True, type=Path, help="the evaluation_metadata.jsonl to write")
+    parser.add_argument("--per_tag", type=int, default=80, help="prompts per tag")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.write.parent.mkdir(parents=True, exist_ok=True)
+    args.write.write_text("".join(dumps(m) + "\n" for m in evaluation_set(args.per_tag, args.seed)))
+
+
+if __name__ == "__main__":
+    main()

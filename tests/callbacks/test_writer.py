@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from callbacks.writer import atomic_write, completed, summarize
+from callbacks.writer import completed, summarize
+from milr.files import atomic_write
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temp(tmp_path):
@@ -45,13 +46,13 @@ def test_written_files_honour_the_umask_not_mkstemps_0600(tmp_path):
     """Results folders are shared: under umask 022 a file is 0644 like any ``open()``-made file."""
     import os
 
-    from callbacks import writer
+    from milr import files
 
     old = os.umask(0o022)
     try:
-        mode = writer._file_mode()
+        mode = files._file_mode()
     finally:
         os.umask(old)
     assert mode == 0o644
-    writer.atomic_write(tmp_path / "a.json", "{}")
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == writer.FILE_MODE == 0o666 & ~old
+    files.atomic_write(tmp_path / "a.json", "{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == files.FILE_MODE == 0o666 & ~old

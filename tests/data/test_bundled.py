@@ -1,6 +1,7 @@
 """The bundled benchmark prompt sets: they load, configs point at them, and ``resolve_path``
 finds them from any working directory without shadowing the user's own files."""
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,22 @@ def test_bundled_sets_carry_licence_and_source():
         assert "MIT License" in (BENCHMARKS / name / licence).read_text()
         assert "Commit:" in (BENCHMARKS / name / "SOURCE.md").read_text()
     assert not (BENCHMARKS / "wise").exists()  # no licence: users download it (see README.md)
+
+
+def test_the_shapes_set_is_exactly_what_its_command_generates(tmp_path):
+    from milr.shapes import prompts as shapes_prompts
+
+    regenerated = tmp_path / "evaluation_metadata.jsonl"
+    shapes_prompts.main(["--write", str(regenerated)])
+    shipped = BENCHMARKS / "shapes_geneval" / "evaluation_metadata.jsonl"
+    assert regenerated.read_bytes() == shipped.read_bytes()
+    prompts = load_prompts("data/benchmarks/shapes_geneval/evaluation_metadata.jsonl")
+    assert Counter(p.metadata["tag"] for p in prompts) == {tag: 80 for tag in shapes_prompts.TAGS}
+    for p in prompts:
+        if p.metadata["tag"] == "counting":
+            (include,) = p.metadata["include"]
+            assert p.metadata["exclude"] == [{"class": include["class"], "count": include["count"] + 1}]
+    assert str(len(prompts)) in (BENCHMARKS / "shapes_geneval" / "README.md").read_text()
 
 
 def test_relative_path_falls_back_to_the_folder_holding_data(tmp_path, monkeypatch):
