@@ -1,0 +1,80 @@
+"""Shapes training: the data teach both pipeline turns as milr sends them, and the Lightning loop
+runs and saves a checkpoint that loads through the same from_pretrained path as Janus-Pro."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from milr import prompts as chat
+from milr.backbone import JanusBackbone
+from milr.shapes import prompts, world
+from milr.shapes.model import build_tokenizer
+from milr.shapes.train import IGNORE, Sequences, TrainConfig, train
+
+SMALL = TrainConfig(steps=3, think_batch=2, draw_batch=4, decoder_batch=2, warmup=1, hidden=32, layers=1, heads=2)
+
+
+def test_the_tokenizer_is_deterministic_round_trips_and_keeps_shapes_words_whole():
+    tok = build_tokenizer()
+    assert tok.get_vocab() == build_tokenizer().get_vocab()
+    plan = " two red circles: top left, lower midright. one blue cross: upper right."
+    assert tok.decode(tok(plan, add_special_tokens=False).input_ids) == plan
+    words = ["Ġ" + w for w in (*world.COLORS, *world.SHAPES, *prompts.ROWS, *prompts.COLS, *prompts.NUMBERS[1:])]
+    assert all(w in tok.get_vocab() for w in words)
+
+
+def test_think_sequences_are_milrs_think_prompt_then_the_plan_and_only_the_plan_is_learned():
+    tok = build_tokenizer()
+    batch = Sequences(tok, TrainConfig(think_batch=6, reference_format=0.5)).think_batch(random.Random(0))
+    for ids, mask, labels in zip(batch["think_ids"], batch["think_mask"], batch["think_labels"]):
+        learned = labels[labels != IGNORE].tolist()
+        assert learned[-1] == tok.eos_token_id
+        assert prompts.parse_plan(tok.decode(learned[:-1])) is not None
+        head_ids = ids[mask.bool()][: (labels == IGNORE).sum() - (mask == 0).sum()]
+        assert head_ids[0] == tok.bos_token_id
+        head = tok.decode(head_ids[1:])
+        prompt = head.split('prompt: "')[1].split('"')[0]
+        assert head in (chat.think_prompt(prompt, "janus"), chat.think_prompt(prompt, "reference"))
+
+
+def test_draw_sequences_follow_the_plan_in_the_prompt_and_unconditional_rows_keep_only_bos_and_boi():
+    tok = build_tokenizer()
+    cfg = TrainConfig(draw_batch=200)
+    batch = Sequences(tok, cfg).draw_batch(random.Random(0))
+    boi = tok.convert_tokens_to_ids("<begin_of_image>")
+    planned = uncond = 0
+    for ids, mask, grid in zip(batch["draw_ids"], batch["draw_mask"], batch["draw_tokens"]):
+        real = ids[mask.bool()]
+        assert real[0] == tok.bos_token_id and real[-1] == boi
+        if (real[1:-1] == tok.pad_token_id).all():
+            uncond += 1
+            continue
+        text = tok.decode(real, skip_special_tokens=True)
+        message = text.split(": ", 1)[1].rsplit("\n\n", 1)[0]
+        plan = prompts.parse_plan(message.split(". ", 1)[1]) if ". " in message else None
+        if plan is not None:
+            planned += 1
+            assert (grid.view(8, 8).numpy() == world.tokens(plan)).all()
+    assert 0.05 < uncond / cfg.draw_batch < 0.2 and planned > 0.6 * cfg.draw_batch
+
+
+def test_the_training_loop_runs_saves_and_reloads_through_from_pretrained(tmp_path):
+    model, tokenizer, record = train(SMALL, tmp_path / "model")
+    assert record["steps"] == 3 and set(record["final_losses"]) == {"think", "draw", "decoder"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in record["final_losses"].values())
+    backbone = JanusBackbone(str(tmp_path / "model"), device="cpu", max_think_tokens=4)
+    assert backbone.pad_id == tokenizer.pad_token_id == backbone.model.generation_config.pad_token_id
+    assert backbone.num_image_tokens == 64
+    images = backbone.decode_images(torch.zeros(2, 64, dtype=torch.long))
+    assert images[0].size == (world.CANVAS, world.CANVAS)
+    loaded = backbone.model.state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded[name], value), name
+
+
+def test_training_is_reproducible_from_its_seed(tmp_path):
+    first, _, _ = train(SMALL)
+    second, _, _ = train(SMALL)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
