@@ -241,6 +241,9 @@ def quiet(verbose: bool) -> None:
         logging.getLogger(name).setLevel(level)
     if not verbose:
         warnings.filterwarnings("ignore", module=rf"(?!({'|'.join(OUR_PACKAGES)})(\.|$))")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
