@@ -2,8 +2,8 @@
 to train on two CPU cores.
 
 The tokenizer is a byte-level BPE trained offline on a fixed, seeded corpus of the pipeline's own
-strings (the think prompt, plans, image prompts, both prompt formats), so every Shapes word is one
-token and text with spaces round-trips. The image vocabulary is the world's exact patch codes
+strings (the think prompt, plans, image prompts, both prompt formats), so every Shapes word and
+cell name is one token and text with spaces round-trips. The image vocabulary is the world's exact patch codes
 (``world.CODES``); the VQ decoder upsamples 8 × 8 tokens by 8 to the 64 px canvas.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import JanusConfig, PreTrainedTokenizerFast
 
 from milr import prompts as chat
@@ -47,6 +47,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         vocab_size=VOCAB, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(corpus(), trainer=trainer)
+    # a cell name with its leading space is one token (the byte-level split would cut "b3" in two),
+    # so the drawing turn finds an object's clause by a single token
+    tok.add_tokens([AddedToken(" " + prompts.cell_name((c, r)), normalized=False) for r in range(world.GRID) for c in range(world.GRID)])
     bos = SPECIAL_TOKENS["bos_token"]
     tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
     return PreTrainedTokenizerFast(

@@ -3,9 +3,8 @@
 A prompt is an ``evaluation_metadata.jsonl`` line (``tag``, ``include``, optional ``exclude``,
 ``prompt``) over the four shapes and six colours, for GenEval's six tags plus ``knowledge``
 (the shape or its colour named indirectly, resolved in ``include``; reported apart from the
-GenEval mean). A *plan* is the think text the model is taught to write: every object's count,
-colour, shape and cell in words, e.g. ``"two red circles: top left, lower right. one blue
-square: upper midleft."``. ``scene`` samples objects that satisfy a prompt, ``plan_text`` /
+GenEval mean). A *plan* is the think text the model is taught to write: every object's cell,
+colour and shape in reading order, e.g. ``"a1: red circle. b2: blue square. d3: red circle."``. ``scene`` samples objects that satisfy a prompt, ``plan_text`` /
 ``parse_plan`` turn objects into words and back.
 """
 
@@ -22,8 +21,8 @@ TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_
 GENEVAL_TAGS = TAGS[:6]
 RELATIONS = ("left of", "right of", "above", "below")
 NUMBERS = ("zero", "one", "two", "three", "four")
-ROWS = ("top", "upper", "lower", "bottom")
-COLS = ("left", "midleft", "midright", "right")
+COLS = ("a", "b", "c", "d")  # cell names: column letter, row number (see cell_name)
+ROWS = ("1", "2", "3", "4")
 
 #: knowledge: the indirect names and what they resolve to
 SHAPE_RIDDLES = {
@@ -131,50 +130,36 @@ def scene(metadata: dict[str, Any], rng: random.Random) -> list[Obj]:
 # ---------------------------------------------------------------------------- plans
 
 
-def _cell_name(cell: tuple[int, int]) -> str:
-    return f"{ROWS[cell[1]]} {COLS[cell[0]]}"
+def cell_name(cell: tuple[int, int]) -> str:
+    """A cell as one word: column letter ``a``-``d`` (left to right), row number ``1``-``4`` (top to
+    bottom): ``(1, 2)`` is ``b3``. One word, so the drawing turn finds an object by a single token."""
+    return f"{COLS[cell[0]]}{ROWS[cell[1]]}"
 
 
 def plan_text(objects: Sequence[Obj]) -> str:
-    """The plan of a scene: one sentence per (colour, shape) group in first-seen order, cells in
-    reading order: ``"two red circles: top left, lower right. one blue square: upper midleft."``."""
-    groups: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    for o in objects:
-        groups.setdefault((o.color, o.shape), []).append(o.cell)
-    sentences = []
-    for (color, shape), cells in groups.items():
-        noun = shape if len(cells) == 1 else plural(shape)
-        where = ", ".join(_cell_name(c) for c in sorted(cells, key=lambda c: (c[1], c[0])))
-        sentences.append(f"{NUMBERS[len(cells)]} {color} {noun}: {where}.")
-    return " ".join(sentences)
+    """The plan of a scene: one clause per object in reading order (the order Janus draws image
+    tokens in): ``"a1: red circle. c3: red circle. b2: blue square."``."""
+    ordered = sorted(objects, key=lambda o: (o.cell[1], o.cell[0]))
+    return " ".join(f"{cell_name(o.cell)}: {o.color} {o.shape}." for o in ordered)
 
 
-_SENTENCE = re.compile(r"(\w+) (\w+) (\w+): ([\w ,]+)\.")
+_CLAUSE = re.compile(r"([a-d])([1-4]): (\w+) (\w+)\.")
 
 
 def parse_plan(text: str) -> list[Obj] | None:
     """The objects a plan describes, or None when it is not a well-formed plan (unknown words,
-    a count that disagrees with its cells, two objects in one cell)."""
+    text between clauses, two objects in one cell)."""
     text = text.strip()
     objects: list[Obj] = []
     end = 0
-    plurals = {plural(s): s for s in SHAPES}
-    for match in _SENTENCE.finditer(text):
+    for match in _CLAUSE.finditer(text):
         if text[end : match.start()].strip():
             return None
         end = match.end()
-        number, color, noun, where = match.groups()
-        shape = noun if noun in SHAPES else plurals.get(noun)
-        names = [w.strip() for w in where.split(",")]
-        if number not in NUMBERS or NUMBERS.index(number) != len(names) or color not in COLORS or shape is None:
+        col, row, color, shape = match.groups()
+        if color not in COLORS or shape not in SHAPES:
             return None
-        if (len(names) == 1) != (noun in SHAPES):
-            return None
-        for name in names:
-            parts = name.split()
-            if len(parts) != 2 or parts[0] not in ROWS or parts[1] not in COLS:
-                return None
-            objects.append(Obj((COLS.index(parts[1]), ROWS.index(parts[0])), color, shape))
+        objects.append(Obj((COLS.index(col), ROWS.index(row)), color, shape))
     if not objects or text[end:].strip():
         return None
     try:
@@ -182,9 +167,6 @@ def parse_plan(text: str) -> list[Obj] | None:
     except ValueError:
         return None
     return objects
-
-
-# ---------------------------------------------------------------------------- the shipped evaluation set
 
 
 def main(argv: Sequence[str] | None = None) -> None:

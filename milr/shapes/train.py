@@ -47,10 +47,10 @@ class TrainConfig:
     """Everything that fixes the trained model; written into the model card."""
 
     seed: int = 0
-    steps: int = 1500
+    steps: int = 1200
     think_batch: int = 16
     draw_batch: int = 48
-    decoder_batch: int = 16
+    decoder_batch: int = 8
     lr: float = 2e-3
     warmup: int = 100
     hidden: int = 192
@@ -118,10 +118,12 @@ class Sequences(IterableDataset):
         return {"draw_ids": torch.where(drop, self.pad, ids), "draw_mask": mask, "draw_tokens": torch.from_numpy(np.stack(grids))}
 
     def decoder_batch(self, rng: random.Random) -> dict[str, torch.Tensor]:
-        """Random grids (half background, the rest any code), so every code is painted in every
+        """Random grids (half background, the rest any shape code), so every code is painted in every
         neighbourhood, not only in the arrangements scenes produce."""
         gen = np.random.default_rng(rng.getrandbits(32))
-        grids = np.where(gen.random((self.cfg.decoder_batch, world.TOKENS, world.TOKENS)) < 0.5, 0, gen.integers(1, world.CODES, (self.cfg.decoder_batch, world.TOKENS, world.TOKENS)))
+        shape = (self.cfg.decoder_batch, world.TOKENS, world.TOKENS)
+        background = np.broadcast_to(np.arange(world.BACKGROUND_CODES).reshape(world.TOKENS, world.TOKENS), shape)
+        grids = np.where(gen.random(shape) < 0.5, background, gen.integers(world.BACKGROUND_CODES, world.CODES, shape))
         pixels = np.stack([world.paint(g) for g in grids])
         return {"decoder_tokens": torch.from_numpy(grids.reshape(len(grids), -1)), "decoder_pixels": _to_unit(torch.from_numpy(pixels))}
 

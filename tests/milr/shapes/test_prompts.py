@@ -17,21 +17,21 @@ def test_a_plan_parses_back_to_its_scene(tag):
         assert sorted(prompts.parse_plan(prompts.plan_text(objects))) == sorted(objects)
 
 
-def test_a_plan_reads_as_words():
+def test_a_plan_lists_objects_in_reading_order_by_cell_name():
     objects = [world.Obj((0, 0), "red", "circle"), world.Obj((3, 2), "red", "circle"), world.Obj((1, 1), "blue", "cross")]
-    assert prompts.plan_text(objects) == "two red circles: top left, lower right. one blue cross: upper midleft."
+    assert prompts.plan_text(objects) == "a1: red circle. b2: blue cross. d3: red circle."
 
 
 @pytest.mark.parametrize("text", [
     "",
-    "one red circle: top left",  # no full stop
-    "two red circles: top left.",  # count disagrees with the cells
-    "one red circles: top left.",  # plural for one
-    "one pink circle: top left.",  # not a palette colour
-    "one red circle: middle left.",  # not a row
-    "one red circle: top left. one blue square: top left.",  # two objects in one cell
-    "one red circle: top left. and more",
-    "hello one red circle: top left.",
+    "a1: red circle",  # no full stop
+    "a1: red circles.",  # not a shape
+    "a1: pink circle.",  # not a palette colour
+    "e1: red circle.",  # not a column
+    "a5: red circle.",  # not a row
+    "a1: red circle. a1: blue square.",  # two objects in one cell
+    "a1: red circle. and more",
+    "hello a1: red circle.",
 ])
 def test_malformed_plans_do_not_parse(text):
     assert prompts.parse_plan(text) is None

@@ -18,10 +18,14 @@ def test_rendering_equals_painting_the_scene_tokens_through_the_exact_codebook()
             assert np.array_equal(world.render(objects), world.paint(world.tokens(objects)))
 
 
-def test_every_code_paints_a_distinct_patch_and_code_zero_is_background():
+def test_every_shape_code_paints_a_distinct_patch_and_background_codes_paint_white_at_their_position():
     book = world.codebook().reshape(world.CODES, -1)
-    assert len({row.tobytes() for row in book}) == world.CODES == 97
-    assert (book[0] == 255).all()
+    assert (book[: world.BACKGROUND_CODES] == 255).all()
+    shapes = book[world.BACKGROUND_CODES :]
+    assert len({row.tobytes() for row in shapes}) == len(shapes) == 96 and not (shapes == 255).all(-1).any()
+    grid = world.tokens([world.Obj((3, 0), "red", "cross")])
+    assert grid[0, 0] == 0 and grid[7, 7] == 63 and grid[1, 5] == 13  # background: its own position
+    assert grid[0, 6] == world.code("red", "cross", 0) and grid[1, 7] == world.code("red", "cross", 3)
 
 
 def test_shapes_follow_the_spec():
