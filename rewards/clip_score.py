@@ -45,6 +45,15 @@ def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> tor
     return cosine(image_features, text_features).clamp(min=0.0)
 
 
+def clip_tokenizer(name_or_path: str) -> CLIPTokenizer:
+    """``CLIPTokenizer.from_pretrained``, failing on a folder without a vocabulary: transformers 5
+    silently builds a tokenizer of only the special tokens there, which would score every prompt alike."""
+    tokenizer = CLIPTokenizer.from_pretrained(name_or_path)
+    if len(tokenizer.get_vocab()) <= len(set(tokenizer.all_special_tokens)):
+        raise OSError(f"no tokenizer vocabulary (vocab.json + merges.txt or tokenizer.json) in {name_or_path!r}")
+    return tokenizer
+
+
 class CLIPPairs(LazyModel):
     """A ``CLIPModel`` with a tokenizer and a (PIL, torchvision-free) image processor, loaded once;
     scores image-prompt pairs by the cosine of their embeddings, ``batch_size`` pairs per forward pass.
@@ -63,7 +72,7 @@ class CLIPPairs(LazyModel):
     def _load(self) -> None:
         self.model = load_pretrained(CLIPModel.from_pretrained, self.checkpoint, what=self.what, dtype=self.dtype)
         self.model.requires_grad_(False)
-        self.tokenizer = load_pretrained(CLIPTokenizer.from_pretrained, self.processor, what=f"{self.what} tokenizer")
+        self.tokenizer = load_pretrained(clip_tokenizer, self.processor, what=f"{self.what} tokenizer")
         self.image_processor = load_pretrained(CLIPImageProcessorPil.from_pretrained, self.processor, what=f"{self.what} image processor")
 
     @property
