@@ -377,4 +377,4 @@ class QwenVLJudge(Judge):
     @torch.inference_mode()
     def next_token_logits(self, conversations: list[Conversation]) -> torch.Tensor:
         """fp32 logits ``[N, V]`` (on the CPU) of each conversation's first answer token: one forward pass, no decoding."""
-        return torch.cat([self._model(**inputs, logits_to_keep=1).logits[:, -1].float().cpu() for inputs in self._batches(conversations)])
+        return torch.cat([self._model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1].float().cpu() for inputs in self._batches(conversations)])
