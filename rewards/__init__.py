@@ -12,7 +12,10 @@ from typing import Any
 from rewards import base
 from rewards.base import CallPolicy, Reward, RewardFn, RewardOutput, TransientRewardError, as_reward, register, score
 
-FAMILIES = ("pixel", "weighted", "geneval", "shapes", "t2i_compbench", "mixed", "wise", "unified_reward", "clip_score", "self_reward")
+FAMILIES = (
+    "pixel", "weighted", "geneval", "shapes", "t2i_compbench", "mixed", "wise", "unified_reward", "clip_score", "self_reward",
+    "preference", "vlm_yes_no",
+)
 
 
 def registered() -> list[str]:

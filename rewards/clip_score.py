@@ -20,6 +20,8 @@ of the T2I-CompBench reward.
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -28,63 +30,111 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from data.prompt import Prompt
 from rewards.base import Reward, RewardOutput, register
-from rewards.hub import load_pretrained
+from rewards.hub import LazyModel, load_pretrained
 
 DEFAULT_CHECKPOINT = "openai/clip-vit-large-patch14"
 
 
+def cosine(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """Row-wise cosine of ``[B, D]`` features, in fp32."""
+    return (F.normalize(image_features.float(), dim=-1) * F.normalize(text_features.float(), dim=-1)).sum(-1)
+
+
 def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
     """Row-wise ``max(cos, 0)`` of ``[B, D]`` features, in fp32 (torchmetrics' CLIPScore / 100)."""
-    image = F.normalize(image_features.float(), dim=-1)
-    text = F.normalize(text_features.float(), dim=-1)
-    return (image * text).sum(-1).clamp(min=0.0)
+    return cosine(image_features, text_features).clamp(min=0.0)
 
 
-@register("clip_score")
-class CLIPScoreReward(Reward):
-    """Image-prompt CLIP similarity; ViT-L/14 needs ~0.9 GB in bf16, ~1.7 GB in fp32."""
+def clip_tokenizer(name_or_path: str) -> CLIPTokenizer:
+    """``CLIPTokenizer.from_pretrained``, failing on a folder without a vocabulary: transformers 5
+    silently builds a tokenizer of only the special tokens there, which would score every prompt alike."""
+    tokenizer = CLIPTokenizer.from_pretrained(name_or_path)
+    if len(tokenizer.get_vocab()) <= len(set(tokenizer.all_special_tokens)):
+        raise OSError(f"no tokenizer vocabulary (vocab.json + merges.txt or tokenizer.json) in {name_or_path!r}")
+    return tokenizer
 
-    def __init__(self, checkpoint: str = DEFAULT_CHECKPOINT, batch_size: int = 32) -> None:
+
+class CLIPPairs(LazyModel):
+    """A ``CLIPModel`` with a tokenizer and a (PIL, torchvision-free) image processor, loaded once;
+    scores image-prompt pairs by the cosine of their embeddings, ``batch_size`` pairs per forward pass.
+
+    ``processor``: where the tokenizer and image processor come from when the checkpoint does not
+    ship them (PickScore uses the processor of the CLIP it was fine-tuned from); None: the checkpoint.
+    """
+
+    def __init__(self, checkpoint: str, batch_size: int, *, processor: Optional[str] = None, what: str) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        self.checkpoint = checkpoint
-        self.batch_size = batch_size
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
-        self._model: CLIPModel | None = None
+        super().__init__(checkpoint, batch_size)
+        self.processor = processor or checkpoint
+        self.what = what
 
-    def _load(self) -> CLIPModel:
-        """Model, tokenizer and (PIL, torchvision-free) image processor of ``checkpoint``, once."""
-        if self._model is None:
-            what = "CLIPScore reward"
-            model = load_pretrained(CLIPModel.from_pretrained, self.checkpoint, what=what, dtype=self.dtype)
-            self._tokenizer = load_pretrained(CLIPTokenizer.from_pretrained, self.checkpoint, what=what)
-            self._image_processor = load_pretrained(CLIPImageProcessorPil.from_pretrained, self.checkpoint, what=what)
-            self._model = model.to(self.device).eval().requires_grad_(False)
-        return self._model
+    def _load(self) -> None:
+        self.model = load_pretrained(CLIPModel.from_pretrained, self.checkpoint, what=self.what, dtype=self.dtype)
+        self.model.requires_grad_(False)
+        self.tokenizer = load_pretrained(clip_tokenizer, self.processor, what=f"{self.what} tokenizer")
+        self.image_processor = load_pretrained(CLIPImageProcessorPil.from_pretrained, self.processor, what=f"{self.what} image processor")
+
+    @property
+    def max_length(self) -> int:
+        return self.model.config.text_config.max_position_embeddings
 
     @torch.no_grad()
-    def _features(self, model: CLIPModel, images: list[Image.Image], texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        max_length = model.config.text_config.max_position_embeddings
-        pixels = self._image_processor([im.convert("RGB") for im in images], return_tensors="pt").pixel_values
-        tokens = self._tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        image = model.get_image_features(pixel_values=pixels.to(self.device, self.dtype)).pooler_output
-        text = model.get_text_features(
+    def _features(self, images: list[Image.Image], texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = self.image_processor([im.convert("RGB") for im in images], return_tensors="pt").pixel_values
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        image = self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype)).pooler_output
+        text = self.model.get_text_features(
             input_ids=tokens.input_ids.to(self.device), attention_mask=tokens.attention_mask.to(self.device)
         ).pooler_output
         return image, text
 
+    def cosines(self, images: list[Image.Image], texts: list[str]) -> tuple[torch.Tensor, list[bool]]:
+        """fp32 cosine ``[B]`` (on the CPU) of each image with its text, and whether each text was
+        truncated to the text encoder's positions (first 75 tokens between the start and end tokens)."""
+        self.load()
+        step = self.batch_size
+        cos = torch.cat([cosine(*self._features(images[i : i + step], texts[i : i + step])).cpu() for i in range(0, len(images), step)])
+        # tokenised up to one token past the limit: longer means the prompt was truncated
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length + 1).input_ids]
+        return cos, [n > self.max_length for n in lengths]
+
+
+class CLIPSimilarityReward(Reward):
+    """A reward that is a function of the CLIP cosine of image and prompt (``score``)."""
+
+    #: names the model in errors
+    what: str = "CLIP reward"
+
+    def __init__(self, checkpoint: str, batch_size: int, processor: Optional[str] = None) -> None:
+        self.checkpoint = checkpoint
+        self.clip = CLIPPairs(checkpoint, batch_size, processor=processor, what=self.what)
+
+    def setup(self, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, backbone: Any = None) -> None:
+        super().setup(device=device, dtype=dtype, backbone=backbone)
+        self.clip.to(self.device, self.dtype)
+
+    def score(self, cos: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, float]]]:
+        """Scores in [0, 1] from the cosines ``[B]``, and each image's details."""
+        raise NotImplementedError
+
     def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
-        model = self._load()
-        texts = [p.text for p in prompts]
-        batches = range(0, len(images), self.batch_size)
-        scores = torch.cat(
-            [clip_score(*self._features(model, images[i : i + self.batch_size], texts[i : i + self.batch_size])).cpu() for i in batches]
-        )
-        max_length = model.config.text_config.max_position_embeddings
-        # tokenised up to one token past the limit: longer means the prompt was truncated
-        lengths = [len(ids) for ids in self._tokenizer(texts, truncation=True, max_length=max_length + 1).input_ids]
-        details = [{"clip_score": round(100.0 * float(s), 4), "truncated": n > max_length} for s, n in zip(scores, lengths)]
-        return RewardOutput(scores=scores, details=details)
+        cos, truncated = self.clip.cosines(images, [p.text for p in prompts])
+        scores, details = self.score(cos)
+        return RewardOutput(scores=scores, details=[{**d, "truncated": t} for d, t in zip(details, truncated)])
+
+
+@register("clip_score")
+class CLIPScoreReward(CLIPSimilarityReward):
+    """Image-prompt CLIP similarity; ViT-L/14 needs ~0.9 GB in bf16, ~1.7 GB in fp32."""
+
+    what = "CLIPScore reward"
+
+    def __init__(self, checkpoint: str = DEFAULT_CHECKPOINT, batch_size: int = 32) -> None:
+        super().__init__(checkpoint, batch_size)
+
+    def score(self, cos: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, float]]]:
+        scores = cos.clamp(min=0.0)
+        return scores, [{"clip_score": round(100.0 * float(s), 4)} for s in scores]

@@ -18,8 +18,8 @@ def load_pretrained(loader: Callable[..., T], name_or_path: str, *, what: str, *
     """``loader(name_or_path, **kwargs)`` (e.g. ``CLIPModel.from_pretrained``) with a clear error.
 
     A reward that cannot load its weights must never fall back to a made-up score, so every
-    failure is re-raised naming the checkpoint, the option that points at a local copy, and
-    the command that downloads it.
+    failure is re-raised, as one line, naming the checkpoint, the option that points at a local
+    copy, and the command that downloads it.
     """
     try:
         return loader(name_or_path, **kwargs)
@@ -28,10 +28,10 @@ def load_pretrained(loader: Callable[..., T], name_or_path: str, *, what: str, *
         raise MissingCheckpointError(
             f"{what}: could not load checkpoint {name_or_path!r}"
             + (" (HF_HUB_OFFLINE=1: nothing is downloaded)" if offline else "")
-            + f". Download it with `huggingface-cli download {name_or_path}` on a machine with "
+            + f". Download it with `hf download {name_or_path}` on a machine with "
             "internet access (it lands in the Hugging Face cache), or pass a local directory "
             "holding config.json and the weights as this reward's checkpoint option. "
-            f"Original error: {type(err).__name__}: {err}"
+            f"Original error: {type(err).__name__}: {' '.join(str(err).split())}"  # one line, whatever the loader wrote
         ) from err
 
 

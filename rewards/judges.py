@@ -2,7 +2,7 @@
 
 A judge answers chat conversations (OpenAI-style messages whose content parts are text or a
 PIL image) with text. Two back-ends: any OpenAI-compatible chat endpoint over plain HTTP
-(``OpenAIJudge``) and a local Qwen2.5-VL through transformers (``QwenVLJudge``). Rewards
+(``OpenAIJudge``) and a local Qwen2.5-VL or Qwen3-VL through transformers (``QwenVLJudge``). Rewards
 never see raw failures as scores: ``Judge.ask`` re-asks when an answer does not parse and
 raises once the attempts are spent. A remote judge that stays unreachable raises
 ``JudgeUnavailable``, a ``TransientRewardError``, so the caller's ``CallPolicy`` may retry it.
@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 
 import torch
 from PIL import Image
@@ -273,34 +273,39 @@ def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "[REDACTED]") if secret else text
 
 
-@functools.cache
-def image_only_qwen_vl_processor_class() -> type:
-    """``Qwen2_5_VLProcessor`` without its video processor.
+#: the Qwen VL model types a local judge loads: model class, processor class (names in ``transformers``)
+QWEN_VL_CLASSES: dict[str, tuple[str, str]] = {
+    "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor"),
+    "qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor"),
+}
 
-    transformers' Qwen2.5-VL video processor needs torchvision, which milr does not depend on,
-    so ``AutoProcessor`` cannot build the processor here. Judges only send images; this subclass
+
+@functools.cache
+def image_only_processor_class(processor_class: type) -> type:
+    """``processor_class`` (a Qwen VL processor) without its video processor.
+
+    transformers' Qwen VL video processors need torchvision, which milr does not depend on, so
+    ``AutoProcessor`` cannot build these processors here. Judges only send images; the subclass
     keeps the official image path (image-pad expansion, ``mm_token_type_ids`` for M-RoPE) and
     reads the same checkpoint files (image processor config, tokenizer, chat template).
     """
-    from transformers import Qwen2_5_VLProcessor
-    from transformers.processing_utils import ProcessorMixin
 
-    class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
-        def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
-            self.image_token = getattr(tokenizer, "image_token", "<|image_pad|>")
-            self.video_token = getattr(tokenizer, "video_token", "<|video_pad|>")
-            self.image_token_id = getattr(tokenizer, "image_token_id", None) or tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = getattr(tokenizer, "video_token_id", None) or tokenizer.convert_tokens_to_ids(self.video_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+    class ImageOnlyProcessor(processor_class):
+        @classmethod
+        def get_attributes(cls) -> list[str]:
+            return [name for name in super().get_attributes() if name != "video_processor"]
 
-    return ImageOnlyQwen2_5_VLProcessor
+    ImageOnlyProcessor.__name__ = ImageOnlyProcessor.__qualname__ = f"ImageOnly{processor_class.__name__}"
+    return ImageOnlyProcessor
 
 
 class QwenVLJudge(Judge):
-    """A local Qwen2.5-VL (``Qwen2_5_VLForConditionalGeneration`` + its processor), greedy decoding.
+    """A local Qwen2.5-VL or Qwen3-VL (``*ForConditionalGeneration`` + its processor, chosen by the
+    checkpoint's ``model_type``): greedy answers (``generate``) or first-answer-token logits
+    (``next_token_logits``).
 
-    Loaded lazily on the first ``generate`` and once; ``place`` sets the device/dtype (the reward's
-    ``setup``). Batches are left-padded so every row's answer starts at the same position.
+    Loaded lazily on first use and once; ``place`` sets the device/dtype (the reward's ``setup``).
+    Batches are left-padded so every row's answer starts at the same position.
     """
 
     deterministic = True
@@ -329,30 +334,47 @@ class QwenVLJudge(Judge):
             self._model.to(device=self.device, dtype=self.dtype)
 
     def _load(self) -> None:
-        from transformers import Qwen2_5_VLForConditionalGeneration
+        import transformers
 
-        model = load_pretrained(
-            Qwen2_5_VLForConditionalGeneration.from_pretrained, self.model, what=self.what, dtype=self.dtype
-        )
-        processor_class = image_only_qwen_vl_processor_class()
-        processor = load_pretrained(processor_class.from_pretrained, self.model, what=f"{self.what} processor")
+        config = load_pretrained(transformers.AutoConfig.from_pretrained, self.model, what=self.what)
+        if config.model_type not in QWEN_VL_CLASSES:
+            raise ValueError(f"{self.what}: {self.model!r} is a {config.model_type!r} model; supported: {sorted(QWEN_VL_CLASSES)}")
+        model_class, processor_class = (getattr(transformers, name) for name in QWEN_VL_CLASSES[config.model_type])
+        model = load_pretrained(model_class.from_pretrained, self.model, what=self.what, dtype=self.dtype)
+        processor = load_pretrained(image_only_processor_class(processor_class).from_pretrained, self.model, what=f"{self.what} processor")
         processor.tokenizer.padding_side = "left"
         self._model, self._processor = model.to(self.device).eval(), processor
 
-    @torch.inference_mode()
-    def generate(self, conversations: list[Conversation]) -> list[str]:
+    @property
+    def tokenizer(self) -> Any:
         if self._model is None:
             self._load()
-        answers: list[str] = []
+        return self._processor.tokenizer
+
+    def _batches(self, conversations: list[Conversation]) -> Iterator[Any]:
+        """Model inputs of ``batch_size`` conversations at a time: chat template with the
+        generation prompt, left-padded, images expanded to their placeholder tokens."""
+        if self._model is None:
+            self._load()
         for start in range(0, len(conversations), self.batch_size):
             chunk = conversations[start : start + self.batch_size]
             texts = [self._processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chunk]
             images = [image.convert("RGB") for c in chunk for image in conversation_images(c)]
-            inputs = self._processor(text=texts, images=images or None, padding=True, return_tensors="pt")
-            inputs = inputs.to(self.device)
+            inputs = self._processor(text=texts, images=images or None, padding=True, return_tensors="pt").to(self.device)
             if "pixel_values" in inputs:
                 inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+            yield inputs
+
+    @torch.inference_mode()
+    def generate(self, conversations: list[Conversation]) -> list[str]:
+        answers: list[str] = []
+        for inputs in self._batches(conversations):
             output = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
             answers += self._processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return answers
+
+    @torch.inference_mode()
+    def next_token_logits(self, conversations: list[Conversation]) -> torch.Tensor:
+        """fp32 logits ``[N, V]`` (on the CPU) of each conversation's first answer token: one forward pass, no decoding."""
+        return torch.cat([self._model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1].float().cpu() for inputs in self._batches(conversations)])

@@ -30,6 +30,7 @@ AUTHORS = {
 FRAGMENTS = {
     "geneval.yaml": (0.9, 30), "t2i_compbench.yaml": (0.4, 20), "wise.yaml": (0.5, 30), "wise_local.yaml": (0.5, 30),
     "mixed.yaml": (0.8, 20), "unified_reward.yaml": (0.75, 20), "self_reward.yaml": (0.9, 20), "clip_score.yaml": (None, 20),
+    "pickscore.yaml": (None, 20), "hpsv2.yaml": (None, 20), "vlm_yes_no.yaml": (0.9, 20),
 }
 QUIRKS = {"prompt_format": "reference", "image_mode_think": False, "latent_dtype": "bfloat16",
           "image_loss_tokens": "argmax", "select": "last", "estimator": "reference", "samples_per_step": 1}

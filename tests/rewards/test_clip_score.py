@@ -73,9 +73,9 @@ def test_scores_shape_range_details_and_single_load(checkpoint):
     assert out.scores.shape == (4,) and (out.scores > 0).any(), "random CLIP should give some positive cosines"
     assert [d["truncated"] for d in out.details] == [False] * 4
     assert [d["clip_score"] for d in out.details] == pytest.approx((100 * out.scores).tolist(), abs=1e-3)
-    model = r._model
+    model = r.clip.model
     r.evaluate(images(1), PROMPTS[:1])
-    assert r._model is model
+    assert r.clip.model is model
 
 
 def test_batched_equals_one_by_one(checkpoint):
@@ -136,7 +136,7 @@ def test_long_prompts_keep_their_first_75_tokens(checkpoint):
     assert [d["truncated"] for d in out.details] == [True, True, False]
     assert out.scores[0] == out.scores[1] == out.scores[2]
     texts = [long_a.text, long_b.text, head, head.rsplit(" ", 1)[0]]
-    _, text = r._features(r._model, images(1) * 4, texts)
+    _, text = r.clip._features(images(1) * 4, texts)
     # truncation keeps the end token CLIP pools: truncated prompts embed exactly like their first 75 tokens
     assert torch.allclose(text[0], text[2], atol=1e-6) and torch.allclose(text[1], text[2], atol=1e-6)
     assert not torch.allclose(text[2], text[3], atol=1e-4)
@@ -145,5 +145,5 @@ def test_long_prompts_keep_their_first_75_tokens(checkpoint):
 def test_bf16_dtype(checkpoint):
     r = reward(checkpoint, dtype=torch.bfloat16)
     out = score(r, images(4), PROMPTS)
-    assert r._model.dtype == torch.bfloat16
+    assert r.clip.model.dtype == torch.bfloat16
     assert torch.allclose(out.scores, reward(checkpoint).evaluate(images(4), PROMPTS).scores, atol=0.05)

@@ -25,12 +25,15 @@ import torch
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLForConditionalGeneration
 
 import train_free_runner
+from milr import report
 from rewards.compbench_rules import attribute_score
 from rewards.geneval import COLORS
 from rewards.judges import JudgeParseError
 from rewards.mixed import mixed_score
 from tests.rewards.test_judges import FakeChatServer, ok
-from tests.rewards.tiny_models import tiny_blip, tiny_clip, tiny_dpt, tiny_git, tiny_grounding_dino, tiny_mask2former, tiny_qwen_vl
+from tests.rewards.tiny_models import (
+    tiny_blip, tiny_clip, tiny_dpt, tiny_git, tiny_grounding_dino, tiny_mask2former, tiny_qwen3_vl, tiny_qwen_vl,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--model.max_steps", "1", "--trainer.enable_progress_bar", "false"]
@@ -62,6 +65,7 @@ def ckpt(tmp_path_factory) -> dict[str, str]:
         "dpt": str(tiny_dpt(root / "dpt")),
         "git": str(tiny_git(root / "git")),
         "qwen": str(tiny_qwen_vl(root / "qwen")),
+        "qwen3": str(tiny_qwen3_vl(root / "qwen3")),
     }
 
 
@@ -278,3 +282,40 @@ def test_mixed_yaml_combines_detector_git_and_scripted_unified_reward(ckpt, tmp_
             assert step["reward"] == pytest.approx(mixed_score(meta["tag"], d["detector"], d["git_colour"], 1.0), abs=1e-6)
     assert list(traces[0][0]["details"]["git_answers"]) == ["Is this a red bench?"]
     assert sum(calls) == sum(len(t) for t in traces)
+
+
+# --------------------------------------------------------------------------- preference and yes/no judges
+JUDGES = {  # name -> class path, detail keys, init_args pointing at the tiny checkpoints
+    "pickscore": ("rewards.preference.PickScoreReward", {"pickscore", "truncated"}, lambda c: {"checkpoint": c["clip"], "processor": c["clip"]}),
+    "hpsv2": ("rewards.preference.HPSv2Reward", {"hps", "truncated"}, lambda c: {"checkpoint": c["clip"], "processor": c["clip"]}),
+    "vlm_yes_no": ("rewards.vlm_yes_no.VLMYesNoReward", {"questions", "p_yes"}, lambda c: {"model_name_or_path": c["qwen3"]}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("reward", list(JUDGES))
+def test_judge_yaml_runs_as_the_reward_with_the_other_judges_as_monitors_in_the_report(ckpt, tmp_path, reward):
+    """Each judge optimised through its YAML, the two others watching as held-out monitors; the
+    report puts both monitors beside the reward, before and after, with the reward-hacking count."""
+    class_path, keys, args = JUDGES[reward]
+    monitors = [{"class_path": JUDGES[m][0], "init_args": JUDGES[m][2](ckpt)} for m in JUDGES if m != reward]
+    overrides = [arg for name, value in args(ckpt).items() for arg in (f"--model.reward.init_args.{name}", value)]
+    overrides += ["--model.monitors", json.dumps(monitors)]
+    prompts = write_jsonl(tmp_path / "evaluation_metadata.jsonl", GENEVAL[1:])
+    out = tmp_path / "out"
+    summary = run(out, reward, prompts, *overrides)
+    traces = finished_run(out, summary, 2, class_path, keys)
+    watched = sorted(m for m in JUDGES if m != reward)
+    records = [json.loads((f / "result.json").read_text())["repeats"][0] for f in sorted(p.parent for p in out.glob("*/result.json"))]
+    for record in records:
+        assert sorted(record["monitors"]) == watched
+        assert all(0.0 <= v <= 1.0 for m in watched for v in record["monitors"][m].values())
+    if reward == "vlm_yes_no":  # GenEval clauses: one question each ("a photo of a red bench": one clause)
+        assert traces[0][0]["details"]["questions"] == ["Is there a red bench in the image?"]
+    report.main([str(out), "--bootstrap", "10"])
+    md = (out / "report.md").read_text()
+    section = md.split("## Optimised reward and monitors")[1].split("##")[0]
+    header, _, row = section.strip().splitlines()[:3]
+    assert all(f"{m}: initial → selected" in header for m in watched) and header.rstrip(" |").endswith("reward up, a monitor down")
+    hacked = sum(bool(report.hacked(r)) for r in report.load(out).run.prompts for r in r.repeats)
+    assert row.rstrip(" |").rsplit("|", 1)[1].strip() == str(hacked)
+    assert all(m in (out / "report.html").read_text() for m in watched)

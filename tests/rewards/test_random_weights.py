@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from PIL import Image
 from transformers import CLIPModel, Mask2FormerForUniversalSegmentation
@@ -9,7 +10,20 @@ from transformers import CLIPModel, Mask2FormerForUniversalSegmentation
 from data.prompt import Prompt
 from rewards.base import from_config, score
 from rewards.geneval import GenEvalReward
-from rewards.random_weights import CLIP_L14, SWIN_S, byte_clip_tokenizer, clip_config, main, mask2former_config
+from rewards.preference import HPSv2Reward, PickScoreReward
+from rewards.random_weights import (
+    CLIP_H14,
+    CLIP_L14,
+    QWEN_VL_SHAPES,
+    SWIN_S,
+    byte_clip_tokenizer,
+    byte_qwen_tokenizer,
+    clip_config,
+    main,
+    mask2former_config,
+    qwen_vl_config,
+)
+from rewards.vlm_yes_no import VLMYesNoReward
 
 
 def parameters_m(model_class: type, config) -> float:
@@ -37,3 +51,23 @@ def test_tiny_geneval_checkpoints_load_through_the_written_config_and_score(tmp_
     images = [Image.new("RGB", (64, 64), c) for c in ("white", "black")]
     out = score(reward, images, [Prompt("a photo of a dog", i, meta) for i in range(2)])
     assert set(out.scores.tolist()) <= {0.0, 1.0} and len(out.details) == 2
+
+
+def test_real_judge_shapes_have_the_published_parameter_counts():
+    vit_h = clip_config(CLIP_H14["text"], CLIP_H14["vision"], CLIP_H14["projection_dim"], byte_clip_tokenizer())
+    assert round(parameters_m(CLIPModel, vit_h)) == 986  # laion/CLIP-ViT-H-14 = PickScore_v1 = HPSv2: 986.1 M
+    for model_type, published in (("qwen2_5_vl", 8292), ("qwen3_vl", 8767)):  # Qwen2.5-VL-7B: 8.29 B, Qwen3-VL-8B: 8.77 B
+        shapes = QWEN_VL_SHAPES[model_type]["real"]
+        assert round(parameters_m(shapes.model_class, qwen_vl_config(shapes, byte_qwen_tokenizer()))) == published
+
+
+@pytest.mark.parametrize("writer, reward_class", [
+    ("pickscore", PickScoreReward), ("hpsv2", HPSv2Reward), ("vlm_yes_no", VLMYesNoReward), ("vlm_yes_no_qwen3", VLMYesNoReward),
+])  # fmt: skip
+def test_tiny_judge_checkpoints_load_through_the_written_config_and_score(tmp_path, writer, reward_class):
+    config = main([writer, "--out", str(tmp_path), "--size", "tiny"])
+    reward = from_config(config)
+    assert type(reward) is reward_class and "RANDOM weights at tiny shapes" in config.read_text()
+    reward.setup(device="cpu", dtype=torch.float32)
+    out = score(reward, [Image.new("RGB", (40, 40), c) for c in ("white", "black")], [Prompt("a photo of a dog", i) for i in range(2)])
+    assert out.scores.shape == (2,) and len(out.details) == 2

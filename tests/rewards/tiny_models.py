@@ -8,12 +8,10 @@ as a downloaded one) and returns ``path``. Everything is built offline; weights 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     BertConfig,
     BertTokenizerFast,
@@ -25,10 +23,6 @@ from transformers import (
     GitForCausalLM,
     GroundingDinoConfig,
     GroundingDinoForObjectDetection,
-    PreTrainedTokenizerFast,
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLForConditionalGeneration,
-    Qwen2VLImageProcessorPil,
     SwinConfig,
 )
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
@@ -40,10 +34,12 @@ from rewards.geneval import OBJECT_NAMES
 from rewards.random_weights import (
     TINY_LAYER as LAYER,
     GENEVAL_SHAPES,
+    QWEN_VL_SHAPES,
     mask2former_model,
     random_model,
     write_clip,
     write_mask2former,
+    write_qwen_vl,
 )
 
 TINY = GENEVAL_SHAPES["tiny"]
@@ -52,20 +48,6 @@ TINY = GENEVAL_SHAPES["tiny"]
 #: [CLS] 101, [SEP] 102, "." 1012 and "?" 1029, so the tiny vocabulary keeps those slots
 VOCAB_SIZE = 1030
 WORDS = "yes no is this a an the are there red green blue bench bowl dog dogs cat cats next to on top of left right near bear teddy".split()
-
-# the Qwen2-VL chat template (default system turn, image placeholders), as shipped with Qwen2.5-VL
-QWEN_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-
 
 # --------------------------------------------------------------------------- tokenizers
 def tiny_bert_tokenizer(path: Path) -> BertTokenizerFast:
@@ -157,27 +139,9 @@ def tiny_git(path: Path, seed: int = 0) -> Path:
 
 def tiny_qwen_vl(path: Path, seed: int = 0) -> Path:
     """A 1-layer Qwen2.5-VL plus byte-level tokenizer, image processor and chat template."""
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=QWEN_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(["You are a helpful assistant. Rate the image. Final Score: 3 Consistency: 2"] * 4, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tokenizer.save_pretrained(path)
-    Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56).save_pretrained(path)
-    (path / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_CHAT_TEMPLATE}))
-    ids = {t: bpe.token_to_id(t) for t in QWEN_SPECIALS}
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=bpe.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-        ),
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                           fullatt_block_indexes=[0], window_size=56),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-    )
-    random_model(Qwen2_5_VLForConditionalGeneration, config, seed).save_pretrained(path)
-    return path
+    return write_qwen_vl(path, QWEN_VL_SHAPES["qwen2_5_vl"]["tiny"], seed)
+
+
+def tiny_qwen3_vl(path: Path, seed: int = 0) -> Path:
+    """A 1-layer Qwen3-VL (2 vision blocks, one deepstack merger), same tokenizer and template."""
+    return write_qwen_vl(path, QWEN_VL_SHAPES["qwen3_vl"]["tiny"], seed)
