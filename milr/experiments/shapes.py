@@ -36,7 +36,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, TextIO
 
 import yaml
 
@@ -136,21 +136,31 @@ def per_tag_subset(path: Path, per_tag: int, out: Path) -> Path:
     return out
 
 
-def run_one(spec: Spec, folder: Path, options: Sequence[str]) -> float:
-    """One run and its Shapes scoring, logged to ``folder/logs/<name>.log``; returns its seconds."""
-    start = time.perf_counter()
+def cpu_seconds(command: list[str], sink: TextIO) -> float:
+    """Run ``command`` on one thread, output to ``sink``; its CPU seconds (user + system), which
+    on a shared machine measure the cost where wall time measures the neighbours too."""
+    sink.write("$ " + " ".join(command) + "\n")
+    sink.flush()
+    process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **THREADS})
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"exit status {process.returncode}: see {sink.name}")
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_one(spec: Spec, folder: Path, options: Sequence[str]) -> None:
+    """One run and its Shapes scoring, logged to ``folder/logs/<name>.log``; the runner's wall
+    and CPU seconds (model loading included) go to ``folder/logs/<name>.json``."""
     log = folder / "logs" / f"{spec.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **THREADS}
     with log.open("w") as sink:
-        for command in (runner_command(spec, folder, options), [sys.executable, "-m", "rewards.shapes", str(folder / spec.name)]):
-            sink.write("$ " + " ".join(command) + "\n")
-            sink.flush()
-            if subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env).returncode:
-                raise RuntimeError(f"{spec.name} failed: see {log}")
-    seconds = time.perf_counter() - start
-    print(f"shapes: {spec.name} done in {seconds:.0f} s", flush=True)
-    return seconds
+        start = time.perf_counter()
+        cpu = cpu_seconds(runner_command(spec, folder, options), sink)
+        wall = time.perf_counter() - start
+        cpu_seconds([sys.executable, "-m", "rewards.shapes", str(folder / spec.name)], sink)
+    log.with_suffix(".json").write_text(json.dumps({"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}))
+    print(f"shapes: {spec.name} done in {wall:.0f} s ({cpu:.0f} CPU s)", flush=True)
 
 
 def run_all(specs: Sequence[Spec], folder: Path, options: Sequence[str], jobs: int) -> None:
@@ -189,7 +199,7 @@ def main_report(specs: Sequence[Spec], folder: Path, docs: Path, resamples: int)
                 f"correct image. ![curve]({svg.name})", curve)
         + "\n" + report.md_table(*diffs),
         section("Seconds per image", "Amortised over each run (batch of 32, one thread, two runs sharing the two cores), "
-                "model loading excluded; the split sums the runner's TensorBoard `time/*` scalars.", stats.time_table(views, folder / "tensorboard")),
+                "model loading excluded; the split sums the runner's TensorBoard `time/*` scalars.", stats.time_table(views, folder / "tensorboard", folder / "logs")),
         section("Is the text latent doing anything?", "Selected images whose think text differs from stage 0's, and for those "
                 "whether the plan the text spells out (rendered exactly) satisfies the prompt before and after.", stats.text_table(text_runs)),
         section("Image identity", "Selected images byte-identical between the update towards R and towards 1 − R, same prompt "

@@ -161,13 +161,14 @@ def wall_seconds(view: RunView) -> Optional[float]:
     return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line.strip())
 
 
-def time_table(views: dict[str, RunView], tensorboard_root: Path) -> Table:
-    """Seconds per prompt image (a prompt's repeat), amortised over the run: its wall time and the
-    split of the steps' time the runner's StepTimer records (think = the think-text decodes;
-    image = the rest of decoding: image tokens and pixels; reward; update = loss, backward and
-    optimiser; other = bookkeeping, writing, snapshots). The batch shares every step, so these
-    are costs, not one prompt's latency, which is given apart (mean of each repeat's seconds)."""
-    header = ["method", "images", "wall s / image", "steps s", "think", "image", "reward", "update", "other", "latency s (batch)"]
+def time_table(views: dict[str, RunView], tensorboard_root: Path, logs: Path) -> Table:
+    """Seconds per prompt image (a prompt's repeat), amortised over the run: the runner process's
+    CPU seconds (``logs/<run>.json``, model loading included), its wall time, and the split of the
+    steps' wall time the runner's StepTimer records (think = the think-text decodes; image = the
+    rest of decoding: image tokens and pixels; reward; update = loss, backward and optimiser;
+    other = bookkeeping, writing, snapshots). The batch shares every step, so these are costs,
+    not one prompt's latency, which is given apart (mean of each repeat's seconds)."""
+    header = ["method", "images", "CPU s / image", "wall s / image", "steps s", "think", "image", "reward", "update", "other", "latency s (batch)"]
     rows = []
     for name, view in views.items():
         reps = repeats_of(view)
@@ -179,7 +180,9 @@ def time_table(views: dict[str, RunView], tensorboard_root: Path) -> Table:
         other = t["step"] - t["decode"] - t["reward"] - t["update"] if {"step", "decode", "reward", "update"} <= t.keys() else None
         wall = wall_seconds(view)
         latency = [r.get("seconds") for r in reps]
-        rows.append([name, str(n), per(wall), per(t.get("step")), per(think), per(image), per(t.get("reward")), per(t.get("update")),
+        record = logs / f"{name}.json"
+        cpu = json.loads(record.read_text())["cpu_s"] if record.is_file() else None
+        rows.append([name, str(n), per(cpu), per(wall), per(t.get("step")), per(think), per(image), per(t.get("reward")), per(t.get("update")),
                      per(other), fmt(sum(latency) / n if None not in latency else None, 2)])
     return header, rows
 

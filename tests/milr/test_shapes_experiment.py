@@ -129,9 +129,11 @@ def test_time_table_sums_every_session_of_the_tensorboard_timers(tmp_path):
             for step in range(2):
                 for name, value in {"step": 1.0, "decode": 0.5, "think": 0.125, "reward": 0.125, "update": 0.25}.items():
                     writer.add_scalar(f"time/{name}_s", value, step)
-    header, rows = stats.time_table({"milr": report.load(run)}, tmp_path / "tb")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "milr.json").write_text('{"wall_s": 9.0, "cpu_s": 5.0}')
+    header, rows = stats.time_table({"milr": report.load(run)}, tmp_path / "tb", tmp_path / "logs")
     assert dict(zip(header, rows[0])) == {
-        "method": "milr", "images": "2", "wall s / image": "2.000", "steps s": "2.000", "think": "0.250", "image": "0.750",
+        "method": "milr", "images": "2", "CPU s / image": "2.500", "wall s / image": "2.000", "steps s": "2.000", "think": "0.250", "image": "0.750",
         "reward": "0.250", "update": "0.500", "other": "0.250", "latency s (batch)": "1.50",
     }
 
