@@ -300,7 +300,7 @@ class MILRModule(LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """``batch`` is the prompt stream (``data.PromptStream``): free slots pull from it."""
-        self.timings = {"decode": 0.0, "reward": 0.0}
+        self.timings = {"decode": 0.0, "think": 0.0, "reward": 0.0}  # think is part of decode
         self.scored = []
         free = [i for i, s in enumerate(self.slots) if s is None]
         if free:
@@ -566,11 +566,13 @@ class MILRModule(LightningModule):
         return image_prompt(prompt.text, think if self.think_in_image else None, fmt, text_regeneration=text_mode)
 
     def _think(self, prompts: Sequence[Prompt], prefixes: list[torch.Tensor] | None = None, record_hidden: bool = False):
+        start = time.perf_counter()
         rows = self._think_rows(prompts) if self.uses_text else None  # mode image thinks once, at admission: nothing to keep
         out = self.backbone.think(
             [p.text for p in prompts], prefixes, record_hidden=record_hidden, prompt_format=self.hparams.prompt_format, prompt_rows=rows
         )
         out.texts = [think_text(t, self.hparams.prompt_format) for t in out.texts]
+        self.timings["think"] += time.perf_counter() - start
         return out
 
     def _admit(self, prompts: Sequence[Prompt], free: list[int]) -> None:
