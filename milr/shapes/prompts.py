@@ -4,7 +4,7 @@ A prompt is an ``evaluation_metadata.jsonl`` line (``tag``, ``include``, optiona
 ``prompt``) over the four shapes and six colours, for GenEval's six tags plus ``knowledge``
 (the shape or its colour named indirectly, resolved in ``include``; reported apart from the
 GenEval mean). A *plan* is the think text the model is taught to write: every object's cell,
-colour and shape in reading order, e.g. ``"a1: red circle. b2: blue square. d3: red circle."``. ``scene`` samples objects that satisfy a prompt, ``plan_text`` /
+colour and shape in reading order, e.g. ``"red circle at a1. blue square at b2. red circle at d3."``. ``scene`` samples objects that satisfy a prompt, ``plan_text`` /
 ``parse_plan`` turn objects into words and back.
 """
 
@@ -138,12 +138,14 @@ def cell_name(cell: tuple[int, int]) -> str:
 
 def plan_text(objects: Sequence[Obj]) -> str:
     """The plan of a scene: one clause per object in reading order (the order Janus draws image
-    tokens in): ``"a1: red circle. c3: red circle. b2: blue square."``."""
+    tokens in): ``"red circle at a1. blue square at b2. red circle at d3."``. Colour and shape come
+    before the cell, so the cell name's token can carry them (attention is causal): drawing at a
+    position then needs one look-up, of that cell's name."""
     ordered = sorted(objects, key=lambda o: (o.cell[1], o.cell[0]))
-    return " ".join(f"{cell_name(o.cell)}: {o.color} {o.shape}." for o in ordered)
+    return " ".join(f"{o.color} {o.shape} at{' ' + cell_name(o.cell)}." for o in ordered)
 
 
-_CLAUSE = re.compile(r"([a-d])([1-4]): (\w+) (\w+)\.")
+_CLAUSE = re.compile(r"(\w+) (\w+) at ([a-d])([1-4])\.")
 
 
 def parse_plan(text: str) -> list[Obj] | None:
@@ -156,7 +158,7 @@ def parse_plan(text: str) -> list[Obj] | None:
         if text[end : match.start()].strip():
             return None
         end = match.end()
-        col, row, color, shape = match.groups()
+        color, shape, col, row = match.groups()
         if color not in COLORS or shape not in SHAPES:
             return None
         objects.append(Obj((COLS.index(col), ROWS.index(row)), color, shape))

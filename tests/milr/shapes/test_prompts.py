@@ -19,19 +19,19 @@ def test_a_plan_parses_back_to_its_scene(tag):
 
 def test_a_plan_lists_objects_in_reading_order_by_cell_name():
     objects = [world.Obj((0, 0), "red", "circle"), world.Obj((3, 2), "red", "circle"), world.Obj((1, 1), "blue", "cross")]
-    assert prompts.plan_text(objects) == "a1: red circle. b2: blue cross. d3: red circle."
+    assert prompts.plan_text(objects) == "red circle at a1. blue cross at b2. red circle at d3."
 
 
 @pytest.mark.parametrize("text", [
     "",
-    "a1: red circle",  # no full stop
-    "a1: red circles.",  # not a shape
-    "a1: pink circle.",  # not a palette colour
-    "e1: red circle.",  # not a column
-    "a5: red circle.",  # not a row
-    "a1: red circle. a1: blue square.",  # two objects in one cell
-    "a1: red circle. and more",
-    "hello a1: red circle.",
+    "red circle at a1",  # no full stop
+    "red circles at a1.",  # not a shape
+    "pink circle at a1.",  # not a palette colour
+    "red circle at e1.",  # not a column
+    "red circle at a5.",  # not a row
+    "red circle at a1. blue square at a1.",  # two objects in one cell
+    "red circle at a1. and more",
+    "hello red circle at a1.",
 ])
 def test_malformed_plans_do_not_parse(text):
     assert prompts.parse_plan(text) is None
