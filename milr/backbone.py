@@ -481,6 +481,11 @@ def is_local_path(name_or_path: str) -> bool:
 def check_checkpoint(name_or_path: str) -> None:
     """Refuse a local checkpoint folder that does not exist, before transformers turns it into a
     confusing hub-id error."""
+    if name_or_path == SHAPES and not Path(resolve_checkpoint(SHAPES)).is_dir():
+        raise CheckpointError(
+            f"the Shapes model is not in this installation ({resolve_checkpoint(SHAPES)}): train it with "
+            f"`python -m milr.shapes.train --out {resolve_checkpoint(SHAPES)}` (docs/shapes.md)"
+        )
     name_or_path = resolve_checkpoint(name_or_path)
     if name_or_path != TINY and is_local_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
         raise CheckpointError(

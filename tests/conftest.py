@@ -17,16 +17,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(autouse=True)
-def _tiny_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process runner calls without ``--config`` get the tiny random model (configs/tiny.yaml),
-    not the Shapes demo: fast, and independent of the trained checkpoint. The real default is
-    tested through subprocesses (tests/milr/shapes/test_demo.py)."""
-    import train_free_runner
-
-    monkeypatch.setattr(train_free_runner, "DEMO_CONFIG", train_free_runner.DEMO_CONFIG.with_name("tiny.yaml"))
-
-
 @pytest.fixture(scope="session")
 def tiny() -> JanusBackbone:
     """Tiny random Janus: 4×4 image tokens (16 px images), think text capped at 12 tokens."""

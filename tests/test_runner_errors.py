@@ -99,7 +99,7 @@ def test_help_lists_milrs_options_with_the_configs_values_and_points_at_the_full
         train_free_runner.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "--model.max_steps 8" in out  # configs/tiny.yaml's value, not the class default (20)
+    assert "--model.max_steps 8" in out  # configs/demo.yaml's value, not the class default (20)
     assert "share of the think-text tokens whose latents are optimised" in out
     assert "--model.backbone.name_or_path tiny" in out and "--data.batch_size 4" in out
     assert "--help-all" in out and "--trainer.accelerator" not in out

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 import torch
 
 from milr import prompts as chat
@@ -19,10 +21,11 @@ SMALL = TrainConfig(steps=3, think_batch=2, draw_batch=4, decoder_batch=2, warmu
 def test_the_tokenizer_is_deterministic_round_trips_and_keeps_shapes_words_whole():
     tok = build_tokenizer()
     assert tok.get_vocab() == build_tokenizer().get_vocab()
-    plan = " two red circles: top left, lower midright. one blue cross: upper right."
-    assert tok.decode(tok(plan, add_special_tokens=False).input_ids) == plan
-    words = ["Ġ" + w for w in (*world.COLORS, *world.SHAPES, *prompts.ROWS, *prompts.COLS, *prompts.NUMBERS[1:])]
-    assert all(w in tok.get_vocab() for w in words)
+    plan = " red circle at a1. blue cross at d3."
+    ids = tok(plan, add_special_tokens=False).input_ids
+    assert tok.decode(ids) == plan
+    assert tok.convert_ids_to_tokens(ids) == ["Ġred", "Ġcircle", "Ġat", " a1", ".", "Ġblue", "Ġcross", "Ġat", " d3", "."]
+    assert all("Ġ" + w in tok.get_vocab() for w in (*world.COLORS, *world.SHAPES))
 
 
 def test_think_sequences_are_milrs_think_prompt_then_the_plan_and_only_the_plan_is_learned():
@@ -78,3 +81,12 @@ def test_training_is_reproducible_from_its_seed(tmp_path):
     first, _, _ = train(SMALL)
     second, _, _ = train(SMALL)
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
+def test_a_missing_shapes_model_is_one_clear_error_naming_the_training_command(tmp_path, monkeypatch):
+    import milr.shapes
+    from milr.backbone import CheckpointError, check_checkpoint
+
+    monkeypatch.setattr(milr.shapes, "CHECKPOINT", tmp_path / "absent")
+    with pytest.raises(CheckpointError, match=r"python -m milr.shapes.train --out .*absent"):
+        check_checkpoint("shapes")
