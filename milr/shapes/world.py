@@ -6,10 +6,10 @@ shape. The patch quantiser here is exact: a background patch at token position `
 0..63) is code ``p``, and code ``64 + (colour · 4 + shape) · 4 + quadrant`` is one quadrant of one
 coloured shape (160 codes). Background codes carry their position because Janus generates image
 tokens with nothing but 1-D rotary positions counted from a text prompt of varying length: a model
-small enough to train on a CPU in half an hour learned every other part of drawing but not *where*
-it was on the grid (measured: with a single background code, sampled images put 8 % of object tokens
-in the right place after 72 k training images). With them, the previous background token says
-where the next token goes. Every background code paints the same white patch, so the pixels, and
+small enough to train on a CPU in half an hour did not learn *where* it was on the grid with a
+single background code (sampled images put 8 % of object tokens in the right place after 72 k
+training images); with position-carrying codes, the previous background token says where the next
+token goes, and a model then learned where objects start (docs/shapes.md, training attempts). Every background code paints the same white patch, so the pixels, and
 everything judged from them, are unchanged. Everything else in Shapes (the detector reward, the
 training data) reads these constants.
 """
