@@ -265,7 +265,6 @@ class OutputWriter(Callback):
         self.output_dir = Path(output_dir)
         self.repeats = repeats
         self.written: list[str] = []
-        self._cursor = 0
         self._failed_cursor = 0
         self._start = time.perf_counter()
         self._merged = False  # on_train_end wrote the whole run's summary (several ranks)
@@ -274,18 +273,16 @@ class OutputWriter(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.perf_counter()
         self._merged = False
-        self._cursor = len(pl_module.finished)
         self._failed_cursor = len(pl_module.failed)
 
     def _flush(self, pl_module: LightningModule) -> None:
-        for result in pl_module.finished[self._cursor :]:
+        for result in pl_module.take_finished():  # written, then released: a long run's memory stays flat
             # first: a crash before the prompt completes leaves it incomplete (retried), never failed and complete
             failed_path(self.output_dir, result.prompt).unlink(missing_ok=True)
             stage_repeat(self.output_dir, result)
             inflight_path(self.output_dir, result.prompt.uid).unlink(missing_ok=True)
             if complete_prompt(self.output_dir, result.prompt, self.repeats):
                 self.written.append(result.prompt.key)
-        self._cursor = len(pl_module.finished)
         self._flush_failed(pl_module)
 
     def _flush_failed(self, pl_module: LightningModule) -> None:
