@@ -295,7 +295,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             parser_kwargs={"exit_on_error": False},
             args=with_defaults(args),
         )
-    except (UsageError, ArgumentError, RunMismatch) as err:
+    except (UsageError, ArgumentError, RunMismatch, CheckpointError) as err:  # CheckpointError: the tokenizer checks at load
         hint = " (see --help)" if isinstance(err, ArgumentError) else ""
         Console(stderr=True).print(f"[bold red]error:[/] {escape(' '.join(str(err).split()))}{hint}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

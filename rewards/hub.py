@@ -28,7 +28,7 @@ def load_pretrained(loader: Callable[..., T], name_or_path: str, *, what: str, *
         raise MissingCheckpointError(
             f"{what}: could not load checkpoint {name_or_path!r}"
             + (" (HF_HUB_OFFLINE=1: nothing is downloaded)" if offline else "")
-            + f". Download it with `huggingface-cli download {name_or_path}` on a machine with "
+            + f". Download it with `hf download {name_or_path}` on a machine with "
             "internet access (it lands in the Hugging Face cache), or pass a local directory "
             "holding config.json and the weights as this reward's checkpoint option. "
             f"Original error: {type(err).__name__}: {err}"

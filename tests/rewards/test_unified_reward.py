@@ -99,7 +99,7 @@ def test_constructor_and_setup_for_the_mixed_reward():
 def test_missing_weights_error_names_the_checkpoint():
     with pytest.raises(MissingCheckpointError, match="CodeGoat24/UnifiedReward-qwen-7b") as err:
         UnifiedReward().evaluate([image()], [Prompt("a red cup", 0)])
-    assert "UnifiedReward judge" in str(err.value) and "huggingface-cli download" in str(err.value)
+    assert "UnifiedReward judge" in str(err.value) and "hf download" in str(err.value)
 
 
 def test_missing_local_directory_is_named(tmp_path):
