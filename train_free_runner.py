@@ -31,13 +31,14 @@ from callbacks.image_logger import TensorBoardImageLogger
 from callbacks.progress import PromptProgressBar
 from callbacks.timing import StepTimer
 from callbacks.writer import OutputWriter, atomic_write, failed_records, load_inflight, recover, stored_prompts
-from data.datamodule import MILRDataModule, load_range
+from data.datamodule import MILRDataModule, load_range, shard
 from data.prompt import Prompt
 from milr.api import ignore_known_warnings
 from milr.backbone import CheckpointError, check_checkpoint
 from milr.help import option_help
 from milr.module import TRAINER_DEFAULTS, MILRModule, check_options
 from milr.run_folder import RUN_FILE, RunLock, RunMismatch, check_prompts, check_run, result_settings
+from milr.strategy import STRATEGY_NAME, external_launch
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 HELP_FLAGS = ("-h", "--help")
@@ -54,6 +55,7 @@ class MILRCLI(LightningCLI):
     model; the options are checked before any class is built."""
 
     show_help = False  # set by ``main`` for -h/--help: MILR's options with the config's values
+    command_line: list[str] = []  # set by ``main``: the options the user typed (the launcher check needs them)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--output_dir", type=str, default="out/demo", help="where images, traces and logs go")
@@ -77,9 +79,10 @@ class MILRCLI(LightningCLI):
             raise SystemExit(0)
         if self.config.new_run:
             self.config.output_dir = str(Path(self.config.output_dir) / self.config.new_run)
-        prompts = check_config(self.config)
+        check_launch(self.config.trainer, self.command_line)
+        self.prompts = check_config(self.config)
         resolved = yaml.safe_load(self.parser.dump(self.config, skip_unset=False))
-        self.run_record, self.lock = claim_folder(self.config, resolved, prompts)
+        self.run_record, self.lock = claim_folder(self.config, resolved, self.prompts)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         out = Path(self.config_init["output_dir"])
@@ -101,6 +104,38 @@ def _checked(option: str, check: Any, *args: Any, **kwargs: Any) -> Any:
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         message = str(err)
         raise UsageError(message if message.startswith(("model.", "data.", option)) else f"{option}: {message}") from None
+
+
+def _number(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) or (isinstance(value, str) and value.isdigit()) else None
+
+
+def check_launch(trainer: Any, args: list[str]) -> None:
+    """Under torchrun or ``srun`` the launcher's environment says how many processes run: the
+    Trainer takes its devices and nodes from there (a config's ``devices: 1`` included), so the
+    ranks shard the prompts instead of each running them all. Any run of several processes uses
+    ``milr_independent`` unless told otherwise (DDP would all-reduce latents of different shapes).
+    A count typed on the command line that disagrees with the launcher is a usage error."""
+    launch = external_launch()
+    if launch is not None and launch.processes > 1:
+        for flag, key, want in (("--trainer.devices", "devices", launch.per_node), ("--trainer.num_nodes", "num_nodes", launch.nodes)):
+            if _given(args, flag) and str(getattr(trainer, key)) != str(want):
+                raise UsageError(
+                    f"{flag} {getattr(trainer, key)} does not match {launch.launcher}, which started {want} "
+                    f"(of {launch.processes} processes in all): leave {flag} out, the runner takes it from {launch.launcher}"
+                )
+        trainer.devices, trainer.num_nodes = launch.per_node, launch.nodes
+    processes = launch.processes if launch is not None else (_number(trainer.devices) or 1) * trainer.num_nodes
+    if processes < 2:
+        return
+    strategy = trainer.strategy
+    if strategy == "auto":
+        trainer.strategy = STRATEGY_NAME
+    elif isinstance(strategy, str) and strategy.lower() != STRATEGY_NAME:
+        raise UsageError(
+            f"--trainer.strategy {strategy}: a run of several processes needs {STRATEGY_NAME} (each rank optimises its own "
+            "prompts, nothing is all-reduced); leave --trainer.strategy out and the runner uses it"
+        )
 
 
 def check_output_dir(path: str) -> None:
@@ -249,6 +284,7 @@ def quiet(verbose: bool) -> None:
 def main(args: list[str] | None = None) -> dict[str, Any]:
     args = list(sys.argv[1:] if args is None else args)
     MILRCLI.show_help = any(a in HELP_FLAGS for a in args)
+    MILRCLI.command_line = args
     args = ["--help" if a == "--help-all" else a for a in args if a not in HELP_FLAGS]
     quiet("--verbose" in args)
     try:
@@ -262,7 +298,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             parser_kwargs={"exit_on_error": False},
             args=with_defaults(args),
         )
-    except (UsageError, ArgumentError, RunMismatch) as err:
+    except (UsageError, ArgumentError, RunMismatch, CheckpointError) as err:  # CheckpointError: the tokenizer checks at load
         hint = " (see --help)" if isinstance(err, ArgumentError) else ""
         Console(stderr=True).print(f"[bold red]error:[/] {escape(' '.join(str(err).split()))}{hint}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
@@ -277,14 +313,20 @@ def run(cli: MILRCLI) -> dict[str, Any]:
     """Resume what the folder has (complete units skipped, in-flight ones continued) and fit."""
     out = Path(cli.config["output_dir"])
     console = Console()
+    rank, world = cli.trainer.global_rank, cli.trainer.world_size
     if cli.trainer.fast_dev_run:
         console.print("fast_dev_run: a smoke test of the loop; nothing is written to the output folder")
     else:
-        save_config(out, cli.parser.dump(cli.config, skip_unset=False))
-        if cli.run_record is not None:
-            atomic_write(out / RUN_FILE, json.dumps(cli.run_record, indent=1, default=str))
-        done = recover(out, cli.datamodule.repeats)
-        snapshots = load_inflight(out)
+        if rank == 0:
+            save_config(out, cli.parser.dump(cli.config, skip_unset=False))
+            if cli.run_record is not None:
+                atomic_write(out / RUN_FILE, json.dumps(cli.run_record, indent=1, default=str))
+        # ranks started by torchrun / srun run this at the same time: each touches its own prompts only
+        # (a process that launches its ranks itself recovers the whole folder before they start)
+        alone = rank == 0 and external_launch() is None
+        mine = None if alone else {p.key for p in shard(cli.prompts, rank, world)}
+        done = recover(out, cli.datamodule.repeats, mine)
+        snapshots = load_inflight(out, mine)
         cli.datamodule.skip(done)
         cli.datamodule.first(s["uid"] for s in snapshots)
         cli.model.resume(snapshots)
@@ -298,8 +340,8 @@ def run(cli: MILRCLI) -> dict[str, Any]:
         return {}
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     writer = next(c for c in cli.trainer.callbacks if isinstance(c, OutputWriter))
-    if cli.trainer.fast_dev_run:
-        return {}
+    if cli.trainer.fast_dev_run or not writer.summary:  # a rank whose summary rank 0 wrote
+        return writer.summary
     table = Table("metric", "value", title=f"MILR summary ({out})")
     for key, value in writer.summary.items():
         # lists (in_flight, failed) can be long: the table counts them, summary.json lists them

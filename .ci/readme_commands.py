@@ -1,13 +1,15 @@
-"""Print the README's set-up commands, one per line: the non-comment lines of its first ```bash block."""
+"""Print README commands, one per line: by default the set-up commands (the non-comment lines of
+its first ```bash block); with ``--distributed`` every torchrun / srun line of its ```bash blocks."""
 
 import re
 import sys
 from pathlib import Path
 
 text = Path(sys.argv[1]).read_text()
-block = re.search(r"```bash\n(.*?)```", text, re.S)
-if block is None:
+blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+if not blocks:
     sys.exit("README has no ```bash block")
-for line in block.group(1).splitlines():
-    if line.strip() and not line.lstrip().startswith("#"):
-        print(line.strip())
+lines = [line.strip() for block in (blocks if "--distributed" in sys.argv else blocks[:1]) for line in block.splitlines()]
+for line in lines:
+    if line and not line.startswith("#") and ("--distributed" not in sys.argv or line.startswith(("torchrun ", "srun "))):
+        print(line)

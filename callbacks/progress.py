@@ -34,7 +34,7 @@ class PromptProgressBar(ProgressBar):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._enabled:
             return
-        finished = len(pl_module.finished) + len(pl_module.failed)  # done with, either way
+        finished = pl_module.finished_count + len(pl_module.failed)  # done with, either way
         running = pl_module.active()
         if self.progress is None:
             self.progress = Progress(
@@ -54,7 +54,7 @@ class PromptProgressBar(ProgressBar):
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.progress is not None:
-            finished = len(pl_module.finished) + len(pl_module.failed)
+            finished = pl_module.finished_count + len(pl_module.failed)
             total = self.progress.tasks[self._prompts].total
             self.progress.update(self._prompts, completed=finished, count=f"{finished}/{total}")
             self.progress.stop()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from lightning import Callback, LightningModule, Trainer
 from PIL import Image
 
@@ -135,20 +136,27 @@ def _drop_staging_files(folder: Path) -> None:
     (folder / "metadata.json").unlink(missing_ok=True)
 
 
-def recover(output_dir: str | Path, repeats: int) -> set[str]:
+def _key(uid: str) -> str:
+    return uid.rsplit("#", 1)[0]
+
+
+def recover(output_dir: str | Path, repeats: int, keys: set[str] | None = None) -> set[str]:
     """Finish what a killed run left between two writes: a staged prompt whose repeats are all
     recorded is completed, a complete folder loses leftover staging files, and the in-flight
-    snapshot of a unit that was written is dropped. Returns the units complete now (``completed``)."""
+    snapshot of a unit that was written is dropped. ``keys``: only these prompts (this rank's
+    shard; the other ranks recover theirs at the same time). Returns the units complete now (``completed``)."""
     out = Path(output_dir)
     for info in sorted(out.glob(f"{STAGING}/*/{PROMPT_FILE}")):
-        stored = json.loads(info.read_text())
-        prompt = Prompt(stored["prompt"], stored["index"], json.loads((info.parent / "metadata.json").read_text()), key=stored["key"])
-        complete_prompt(out, prompt, repeats)
+        if keys is None or info.parent.name in keys:
+            stored = json.loads(info.read_text())
+            prompt = Prompt(stored["prompt"], stored["index"], json.loads((info.parent / "metadata.json").read_text()), key=stored["key"])
+            complete_prompt(out, prompt, repeats)
     for result in out.glob(f"*/{RESULT_FILE}"):
-        _drop_staging_files(result.parent)
+        if keys is None or result.parent.name in keys:
+            _drop_staging_files(result.parent)
     done = completed(out)
     for snapshot in out.glob(f"{INFLIGHT}/*.pt"):
-        if snapshot.stem in done:
+        if snapshot.stem in done and (keys is None or _key(snapshot.stem) in keys):
             snapshot.unlink()
     return done
 
@@ -215,9 +223,11 @@ def inflight_path(output_dir: Path, uid: str) -> Path:
     return Path(output_dir, INFLIGHT, f"{uid}.pt")
 
 
-def load_inflight(output_dir: str | Path) -> list[dict[str, Any]]:
-    """The snapshots an interrupted run left (written by this project's own writer, so trusted)."""
-    return [torch.load(f, weights_only=False) for f in sorted(Path(output_dir, INFLIGHT).glob("*.pt"))]
+def load_inflight(output_dir: str | Path, keys: set[str] | None = None) -> list[dict[str, Any]]:
+    """The snapshots an interrupted run left (written by this project's own writer, so trusted);
+    ``keys``: of these prompts only."""
+    files = sorted(Path(output_dir, INFLIGHT).glob("*.pt"))
+    return [torch.load(f, weights_only=False) for f in files if keys is None or _key(f.stem) in keys]
 
 
 class OutputWriter(Callback):
@@ -229,25 +239,24 @@ class OutputWriter(Callback):
         self.output_dir = Path(output_dir)
         self.repeats = repeats
         self.written: list[str] = []
-        self._cursor = 0
         self._failed_cursor = 0
         self._start = time.perf_counter()
+        self._merged = False  # on_train_end wrote the whole run's summary (several ranks)
         self.summary: dict[str, Any] = {}
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.perf_counter()
-        self._cursor = len(pl_module.finished)
+        self._merged = False
         self._failed_cursor = len(pl_module.failed)
 
     def _flush(self, pl_module: LightningModule) -> None:
-        for result in pl_module.finished[self._cursor :]:
+        for result in pl_module.take_finished():  # written, then released: a long run's memory stays flat
             # first: a crash before the prompt completes leaves it incomplete (retried), never failed and complete
             failed_path(self.output_dir, result.prompt).unlink(missing_ok=True)
             stage_repeat(self.output_dir, result)
             inflight_path(self.output_dir, result.prompt.uid).unlink(missing_ok=True)
             if complete_prompt(self.output_dir, result.prompt, self.repeats):
                 self.written.append(result.prompt.key)
-        self._cursor = len(pl_module.finished)
         self._flush_failed(pl_module)
 
     def _flush_failed(self, pl_module: LightningModule) -> None:
@@ -264,17 +273,35 @@ class OutputWriter(Callback):
             torch.save(pl_module.snapshot(state), buffer)
             atomic_write(inflight_path(self.output_dir, state.prompt.uid), buffer.getvalue())
 
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """A fit of several ranks that ended normally: every rank has written its prompts, so rank
+        0 writes one ``summary.json`` and one ``runs.jsonl`` line for the whole run (the slowest
+        rank's seconds, every rank's retries). A fit that fails has no such meeting point: then
+        each rank writes what it sees at teardown."""
+        if trainer.fast_dev_run or trainer.world_size < 2 or not dist.is_initialized():
+            return
+        self._flush(pl_module)
+        mine = (time.perf_counter() - self._start, pl_module.retries, len(self.written))
+        parts: list[Any] = [None] * trainer.world_size
+        dist.all_gather_object(parts, mine)
+        self._merged = True
+        if trainer.global_rank == 0:
+            self._write_summary(max(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts))
+
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if trainer.fast_dev_run:
             return
         self._flush(pl_module)
-        seconds = time.perf_counter() - self._start
-        self.summary = summarize(self.output_dir, seconds, pl_module.retries)
+        if not self._merged:
+            self._write_summary(time.perf_counter() - self._start, pl_module.retries, len(self.written))
+
+    def _write_summary(self, seconds: float, retries: int, written: int) -> None:
+        self.summary = summarize(self.output_dir, seconds, retries)
         atomic_write(self.output_dir / "summary.json", json.dumps(self.summary, indent=1))
         runs = self.output_dir / RUNS_FILE
         earlier = runs.read_text() if runs.is_file() else ""
         line = json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 3),
-                           "prompts_written": len(self.written), "reward_retries": pl_module.retries})
+                           "prompts_written": written, "reward_retries": retries})
         atomic_write(runs, earlier + line + "\n")
 
     def state_dict(self) -> dict[str, Any]:

@@ -45,6 +45,12 @@ def load_range(
     return in_range
 
 
+def shard(prompts: list[Prompt], rank: int, world_size: int) -> list[Prompt]:
+    """This rank's prompts: round robin over prompts (not units), so every repeat of a prompt is on
+    one rank and only that rank ever completes its folder."""
+    return prompts[rank::world_size]
+
+
 class MILRDataModule(LightningDataModule):
     """Prompts for MILR: each rank optimises its own shard, ``batch_size`` prompts at a time.
 
@@ -126,8 +132,7 @@ class MILRDataModule(LightningDataModule):
             return
         self._shard = (rank, world_size)
         in_range = load_range(self.path, self.prompt_texts, self.format, self.start, self.end, self.max_chars)
-        units = [replace(p, repeat=r) for p in in_range for r in range(self.repeats)]
-        self._all_prompts = units[rank::world_size]
+        self._all_prompts = [replace(p, repeat=r) for p in shard(in_range, rank, world_size) for r in range(self.repeats)]
         pending = [p for p in self._all_prompts if p.uid not in self._skipped]
         first = set(self._first)
         self.stream = PromptStream([p for p in pending if p.uid in first] + [p for p in pending if p.uid not in first])

@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "optimize": "milr.api",
+    "optimize_stream": "milr.api",
     "JanusBackbone": "milr.backbone",
     "MILRModule": "milr.module",
     "MILRResult": "milr.state",

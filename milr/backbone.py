@@ -9,6 +9,7 @@ MILR optimises, and both accept forced prefix tokens.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,7 @@ class JanusBackbone:
 
             model, tokenizer = tiny_janus(seed=seed, grid=grid)
         else:
-            model, tokenizer = _load_pretrained(name_or_path, resolve_dtype(dtype, target))
+            model, tokenizer = _load_pretrained(name_or_path, resolve_dtype(dtype, target), target)
         self._attach(
             model, tokenizer, name_or_path, dtype=dtype, device=device, max_think_tokens=max_think_tokens,
             guidance_scale=guidance_scale, temperature=temperature, static_cache=static_cache, compile=compile,
@@ -164,6 +165,7 @@ class JanusBackbone:
         self.temperature = temperature
         self.model: JanusForConditionalGeneration = model.to(device=self.device, dtype=self.dtype).eval()
         self.model.requires_grad_(False)
+        check_tokenizer(tokenizer, model.generation_config, name_or_path)
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         self.pad_id = int(tokenizer.pad_token_id)
@@ -478,20 +480,46 @@ def is_local_path(name_or_path: str) -> bool:
     return name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or Path(name_or_path).expanduser().exists()
 
 
+CONVERTED = "deepseek-community/Janus-Pro-1B or deepseek-community/Janus-Pro-7B"
+ROUND_TRIP = "a photo of a red apple next to two blue cups"
+
+
+def download_hint(hub_id: str, folder: str | None = None) -> str:
+    """The command that fetches a checkpoint (huggingface_hub 2.x installs ``hf``, not ``huggingface-cli``)."""
+    return f"`hf download {hub_id}" + (f" --local-dir {folder}`" if folder else "`")
+
+
 def check_checkpoint(name_or_path: str) -> None:
-    """Refuse a local checkpoint folder that does not exist, before transformers turns it into a
-    confusing hub-id error."""
+    """Refuse, before any weight is read, a local folder that does not exist or whose
+    ``config.json`` is not a transformers Janus checkpoint (deepseek-ai's original layout says
+    ``multi_modality``; transformers would build a default-sized random model from it), and a
+    ``shapes`` model that was never trained into the package."""
     if name_or_path == SHAPES and not Path(resolve_checkpoint(SHAPES)).is_dir():
         raise CheckpointError(
             f"the Shapes model is not in this installation ({resolve_checkpoint(SHAPES)}): train it with "
             f"`python -m milr.shapes.train --out {resolve_checkpoint(SHAPES)}` (docs/shapes.md)"
         )
     name_or_path = resolve_checkpoint(name_or_path)
-    if name_or_path != TINY and is_local_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
+    if name_or_path == TINY or not is_local_path(name_or_path):
+        return
+    folder = Path(name_or_path).expanduser()
+    if not folder.is_dir():
         raise CheckpointError(
             f"checkpoint folder not found: {name_or_path} (give a folder holding config.json, the safetensors and the "
-            f"tokenizer — `huggingface-cli download deepseek-community/Janus-Pro-7B --local-dir {name_or_path}` makes one — "
+            f"tokenizer — {download_hint('deepseek-community/Janus-Pro-7B', name_or_path)} makes one — "
             "or a hub id such as deepseek-community/Janus-Pro-7B)"
+        )
+    config = folder / "config.json"
+    if config.is_file():
+        check_model_type(json.loads(config.read_text()).get("model_type"), name_or_path)
+
+
+def check_model_type(model_type: Any, name_or_path: str) -> None:
+    if model_type != "janus":
+        raise CheckpointError(
+            f"{name_or_path} is not a transformers Janus checkpoint (config.json says model_type {model_type!r}, "
+            f"not 'janus'; deepseek-ai/Janus-Pro's own layout is 'multi_modality'): use the converted {CONVERTED}, "
+            f"e.g. {download_hint('deepseek-community/Janus-Pro-7B')}"
         )
 
 
@@ -504,15 +532,26 @@ def resolve_checkpoint(name_or_path: str) -> str:
     return name_or_path
 
 
-def _load_pretrained(name_or_path: str, dtype: torch.dtype):
-    """Load a Janus checkpoint with transformers; a missing checkpoint is a clear error."""
-    from transformers import AutoTokenizer
+def _load_pretrained(name_or_path: str, dtype: torch.dtype, device: torch.device):
+    """Load a Janus checkpoint with transformers straight onto ``device`` in ``dtype`` (no fp32
+    host copy); a missing or foreign checkpoint is a clear error before any weight is read."""
+    from transformers import AutoTokenizer, JanusConfig
 
     name_or_path = resolve_checkpoint(name_or_path)
     check_checkpoint(name_or_path)
     try:
-        # SDPA: PyTorch's fused attention kernels (flash / memory-efficient on GPU)
-        model = JanusForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype, attn_implementation="sdpa")
+        raw, _ = JanusConfig.get_config_dict(name_or_path)
+        check_model_type(raw.get("model_type"), name_or_path)
+        config = JanusConfig.from_pretrained(name_or_path)
+        # the converted checkpoints have their own lm_head and no tie_word_embeddings key, which
+        # transformers defaults to True: a later tie_weights() would overwrite lm_head
+        if "tie_word_embeddings" not in raw:
+            config.tie_word_embeddings = False
+        model = JanusForConditionalGeneration.from_pretrained(
+            name_or_path, config=config, dtype=dtype, device_map=str(device),
+            attn_implementation="sdpa",  # PyTorch's fused attention kernels (flash / memory-efficient on GPU)
+            use_kernels=False,  # milr's own decode loops are what is tested; transformers >= 5.25 would fetch hub kernels
+        )
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -520,8 +559,23 @@ def _load_pretrained(name_or_path: str, dtype: torch.dtype):
         raise CheckpointError(
             f"Could not load the Janus checkpoint {name_or_path!r}"
             + (" (HF_HUB_OFFLINE=1, so nothing is downloaded)" if offline else "")
-            + f". Download it once with `huggingface-cli download {hub_id}` on a machine with internet "
-            "access (Janus-Pro: deepseek-community/Janus-Pro-1B or -7B), or pass a local directory that "
+            + f". Download it once with {download_hint(hub_id)} on a machine with internet "
+            f"access (Janus-Pro: {CONVERTED}), or pass a local directory that "
             f"holds config.json, the safetensors and the tokenizer. Original error: {err}"
         ) from err
     return model, tokenizer
+
+
+def check_tokenizer(tokenizer: Any, generation_config: Any, name: str) -> None:
+    """A tokenizer that loses spaces (a byte-level one loaded as the wrong class) or pads with
+    another id than the model's generation config would give wrong prompts and CFG rows silently."""
+    ids = tokenizer.encode(ROUND_TRIP, add_special_tokens=False)
+    back = tokenizer.decode(ids, skip_special_tokens=True)
+    if back != ROUND_TRIP:
+        raise CheckpointError(f"the tokenizer of {name} does not round-trip text: {ROUND_TRIP!r} came back as {back!r}")
+    pad = getattr(generation_config, "pad_token_id", None)
+    if pad is not None and int(pad) != int(tokenizer.pad_token_id):
+        raise CheckpointError(
+            f"the tokenizer of {name} pads with id {tokenizer.pad_token_id} but its generation_config.json says "
+            f"pad_token_id {pad}: the CFG unconditional rows would be wrong; use the tokenizer saved with the model"
+        )

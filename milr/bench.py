@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import logging
@@ -49,6 +50,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -84,6 +86,7 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "text_cache_speedup": (">=", 5.0, "small"),  # think tokens/s cached / uncached
     "batch_speedup": (">=", 5.0, "GPU, batch 8"),  # prompts/hour at batch B / at batch 1
     "peak_mem_mb": ("<=", 24 * 1024.0, "7b + GenEval reward, CUDA"),  # fits a 24 GB GPU
+    "rss_mb_per_1000": ("<=", 5.0, "tiny, CPU"),  # a long run's host memory stays flat
 }
 
 
@@ -345,6 +348,30 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
+def resident_mb() -> float | None:
+    """The process's current resident set (Linux: /proc/self/statm); None elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss_growth(bb: JanusBackbone, prompts: Sequence[Prompt], batch: int, reward: Reward, warmup: int = 100) -> dict[str, Any]:
+    """Host memory over a long run: ``milr.optimize_stream`` over ``prompts`` (one step each, results
+    dropped as they come, as a writer does), the resident set after ``warmup`` prompts and at the end,
+    as MB per 1000 prompts. Growth here would be something a run keeps per finished prompt."""
+    readings: dict[int, float | None] = {}
+    for done, _ in enumerate(milr.optimize_stream(prompts, bb, reward, mode="image", image_ratio=0.1, max_steps=1, batch_size=batch), 1):
+        if done in (warmup, len(prompts)):
+            gc.collect()
+            readings[done] = resident_mb()
+    before, after = readings.get(warmup), readings.get(len(prompts))
+    measured = len(prompts) - warmup
+    per_1000 = (after - before) * 1000 / measured if before is not None and after is not None and measured > 0 else None
+    return {"prompts": measured, "rss_before_mb": before, "rss_after_mb": after, "mb_per_1000_prompts": per_1000}
+
+
 def check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each target the report has a value for: the value, the target, whether it is met, and where
     the target is meant to hold (a CPU run reports GPU targets too, for the record)."""
@@ -376,6 +403,7 @@ class BenchConfig:
     seed: int = 0
     reward_config: str | None = None  # a reward YAML (configs/rewards/*.yaml); None: Brightness
     prompts_file: str | None = None  # None: the built-in PROMPTS
+    rss_prompts: int = 1000  # prompts of the host-memory run after 100 warm-up ones (0: skip it)
 
 
 def _given(value: int | None, fallback: int) -> int:
@@ -423,6 +451,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         modes = {m: time_mode(bb, m, prompts[:batch], steps, cfg.lr, reward, profile=cfg.profile and m == "both") for m in MODES}
         throughput = {b: prompts_per_hour(bb, prompts[:n_prompts], b, steps, reward) for b in dict.fromkeys((1, batch))}
         reuse = prompt_reuse(bb, prompts[:n_prompts], batch, steps, cfg.lr, reward)
+        memory = rss_growth(bb, bench_prompts(cfg.prompts_file, cfg.rss_prompts + 100), batch, reward) if cfg.rss_prompts else None
         report: dict[str, Any] = {
             "device": str(bb.device),
             "device_name": torch.cuda.get_device_name(bb.device) if bb.device.type == "cuda" else "cpu",
@@ -453,6 +482,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "batch_speedup": throughput[batch] / throughput[1] if batch > 1 else None,
             "prompt_reuse": reuse,
             "peak_mem_mb": peak_memory_mb(bb.device),
+            "host_memory": memory,
+            "rss_mb_per_1000": memory["mb_per_1000_prompts"] if memory else None,
             "decode": decode_bound(bb, batch1_s),
         }
         report["targets"] = check_targets(report)
@@ -512,6 +543,8 @@ def render(report: dict[str, Any]) -> None:
         )
     other.add_row("  per-prompt ÷ earlier", f"{reuse['after_over_before']:.2f}")
     other.add_row("peak memory (MB)", f"{report['peak_mem_mb']:.0f}")
+    if (mem := report["host_memory"]) and mem["mb_per_1000_prompts"] is not None:
+        other.add_row(f"host RSS growth over {mem['prompts']} prompts (MB per 1000 prompts)", f"{mem['mb_per_1000_prompts']:.2f}")
     dec = report["decode"]
     other.add_row(
         f"image tokens/s at batch 1 vs bound ({dec['weight_mb']:.0f} MB weights at {dec['bandwidth_gbs']:.1f} GB/s)",
@@ -553,6 +586,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, bool]:
         "default: a free brightness reward, so a step's time is MILR's own",
     )  # fmt: skip
     parser.add_argument("--prompts-file", help="prompt file (e.g. GenEval's evaluation_metadata.jsonl, whose metadata its reward needs)")
+    parser.add_argument("--rss-prompts", type=int, default=1000, help="prompts of the host-memory run (RSS growth per 1000 prompts; 0: skip it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--suite", choices=["default", "gpu"], default="default", help="gpu: the budgeted GPU suite (milr.gpu_bench; its own options, see --suite gpu --help)")
     args = vars(parser.parse_args(argv))

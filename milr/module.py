@@ -273,7 +273,11 @@ class MILRModule(LightningModule):
             [nn.Parameter(torch.zeros(0, 2, d, dtype=self.latent_dtype)) for _ in range(batch_size)] if self.uses_image else []
         )
         self.slots: list[PromptState | None] = [None] * batch_size
+        # results wait here until a consumer takes them (``take_finished``: the runner's writer once
+        # written, ``milr.optimize_stream`` once handed over), so a long run holds only the last step's
         self.finished: list[MILRResult] = []
+        self.finished_count = 0  # results ever produced (progress, logs)
+        self._monitor_sums: dict[tuple[str, str], float] = {}  # (monitor, initial/selected) -> sum over results
         self.failed: list[FailedPrompt] = []  # on_reward_failure: skip; not results, retried by a re-run
         self.retries = 0  # reward calls repeated after a transient error, this run
         self.scored: list[PromptState] = []  # prompts scored in the current step, for callbacks
@@ -408,8 +412,18 @@ class MILRModule(LightningModule):
             monitors=self._result_monitors(state, chosen, step),
         )
         self.finished.append(result)
+        self.finished_count += 1
+        for name, scores in result.monitors.items():
+            for when, value in scores.items():
+                self._monitor_sums[name, when] = self._monitor_sums.get((name, when), 0.0) + value
         self._free(state)
         return result
+
+    def take_finished(self) -> list[MILRResult]:
+        """The results finished since the last call, handed over: the module keeps no reference,
+        so a written (or returned) result's images and history can be freed."""
+        taken, self.finished = self.finished, []
+        return taken
 
     def _free(self, state: PromptState) -> None:
         """Give up ``state``'s slot: its latents, optimiser state and cached prompt rows."""
@@ -733,14 +747,14 @@ class MILRModule(LightningModule):
         self.log("reward/mean", rewards.mean(), on_step=False, on_epoch=True, batch_size=n)
         self.log("reward/min", rewards.min(), on_step=False, on_epoch=True, batch_size=n)
         self.log("reward/max", rewards.max(), on_step=False, on_epoch=True, batch_size=n)
-        self.log("prompts/finished", float(len(self.finished)), on_step=False, on_epoch=True, batch_size=n)
+        self.log("prompts/finished", float(self.finished_count), on_step=False, on_epoch=True, batch_size=n)
         for name in self.monitors:
             stepped = [s.history[-1].monitors[name] for s in self.scored if s.history[-1].monitors]
             if stepped:
                 self.log(f"monitor/{name}/step", sum(stepped) / len(stepped), on_step=False, on_epoch=True, batch_size=len(stepped))
-            for when in ("initial", "selected") if self.finished else ():  # means over the prompts finished so far
-                values = [r.monitors[name][when] for r in self.finished]
-                self.log(f"monitor/{name}/{when}", sum(values) / len(values), on_step=False, on_epoch=True, batch_size=len(values))
+            for when in ("initial", "selected") if self.finished_count else ():  # means over the prompts finished so far
+                mean = self._monitor_sums[name, when] / self.finished_count
+                self.log(f"monitor/{name}/{when}", mean, on_step=False, on_epoch=True, batch_size=self.finished_count)
 
     def _loss(self) -> torch.Tensor:
         """Sum over running prompts of their REINFORCE loss (a sum, so each prompt's gradient

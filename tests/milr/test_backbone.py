@@ -138,11 +138,11 @@ def test_decode_images_gives_rgb_images_of_sixteen_pixels_per_token_side_or_less
 def test_missing_checkpoint_is_a_clear_error_naming_it(tmp_path):
     with pytest.raises(CheckpointError, match="no-such-janus") as err:
         JanusBackbone(str(tmp_path / "no-such-janus"), device="cpu")
-    assert "huggingface-cli download" in str(err.value)
+    assert "hf download" in str(err.value)
 
 
 def test_a_missing_hub_checkpoint_names_its_own_download_command():
-    with pytest.raises(CheckpointError, match=r"huggingface-cli download deepseek-community/Janus-Pro-1B`"):
+    with pytest.raises(CheckpointError, match=r"hf download deepseek-community/Janus-Pro-1B`"):
         JanusBackbone("deepseek-community/Janus-Pro-1B", device="cpu")  # HF_HUB_OFFLINE=1: nothing is fetched
 
 

@@ -18,7 +18,7 @@ from milr.tiny import tiny_tokenizer
 from rewards.base import Reward, RewardOutput
 from rewards.random_weights import write_geneval
 
-ARGS = ["--model", "tiny", "--batch", "2", "--steps", "2", "--think-tokens", "8", "--prompts", "3"]
+ARGS = ["--model", "tiny", "--batch", "2", "--steps", "2", "--think-tokens", "8", "--prompts", "3", "--rss-prompts", "20"]
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,9 @@ def test_times_are_positive_and_ratios_agree_with_the_times(report):
     assert report["generate_s"] >= report["generate_tokens_s"] > 0
     assert all(v > 0 for v in [*report["step_s"].values(), *report["stage0_s"].values(), *report["prompts_per_hour"].values()])
     assert report["peak_mem_mb"] > 10
+    memory = report["host_memory"]
+    assert memory["prompts"] == 20 and memory["rss_after_mb"] > 10
+    assert report["rss_mb_per_1000"] == memory["mb_per_1000_prompts"] and "rss_mb_per_1000" in report["targets"]
     assert close(report["step_over_generate"], report["step_s"]["both"] / report["generate_s"])
     assert close(report["image_over_both"], report["step_s"]["image"] / report["step_s"]["both"])
     speed = report["think_tokens_per_s"]
