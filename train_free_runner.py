@@ -20,6 +20,7 @@ from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 import yaml
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -303,10 +304,17 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(' '.join(str(err).split()))}{hint}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     try:
-        return run(cli)
+        summary = run(cli)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()  # every rank is done before any tears its process group down
+        return summary
     finally:
         if cli.lock is not None:
             cli.lock.release()
+        if torch.distributed.is_initialized():
+            # without it a rank can abort at interpreter exit ("terminate called without an active
+            # exception") while the process group's threads are still alive
+            torch.distributed.destroy_process_group()
 
 
 def run(cli: MILRCLI) -> dict[str, Any]:
