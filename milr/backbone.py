@@ -537,8 +537,8 @@ def _load_pretrained(name_or_path: str, dtype: torch.dtype, device: torch.device
     host copy); a missing or foreign checkpoint is a clear error before any weight is read."""
     from transformers import AutoTokenizer, JanusConfig
 
+    check_checkpoint(name_or_path)  # before resolving: a missing Shapes model names its training command
     name_or_path = resolve_checkpoint(name_or_path)
-    check_checkpoint(name_or_path)
     try:
         raw, _ = JanusConfig.get_config_dict(name_or_path)
         check_model_type(raw.get("model_type"), name_or_path)

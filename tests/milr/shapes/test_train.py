@@ -90,3 +90,5 @@ def test_a_missing_shapes_model_is_one_clear_error_naming_the_training_command(t
     monkeypatch.setattr(milr.shapes, "CHECKPOINT", tmp_path / "absent")
     with pytest.raises(CheckpointError, match=r"python -m milr.shapes.train --out .*absent"):
         check_checkpoint("shapes")
+    with pytest.raises(CheckpointError, match=r"python -m milr.shapes.train --out .*absent"):
+        JanusBackbone("shapes", device="cpu")
