@@ -2,8 +2,8 @@
 to train on two CPU cores.
 
 The tokenizer is a byte-level BPE trained offline on a fixed, seeded corpus of the pipeline's own
-strings (the think prompt, plans, image prompts, both prompt formats), so every Shapes word and
-cell name is one token and text with spaces round-trips. The image vocabulary is the world's exact patch codes
+strings (the think prompt, plans, image prompts, both prompt formats), so every Shapes word is one
+token and text with spaces round-trips; each plan clause (``" red circle at a1."``) is one added token. The image vocabulary is the world's exact patch codes
 (``world.CODES``); the VQ decoder upsamples 8 × 8 tokens by 8 to the 64 px canvas.
 """
 
@@ -21,6 +21,10 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos
 IMAGE_TOKENS = {"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>", "eoi_token": "<end_of_image>"}
 ROLE_TOKENS = list(chat.JANUS_ROLES)
 VOCAB = 640
+#: one plan-clause token per (cell, colour, shape), in this order after the BPE vocabulary
+CLAUSE_OBJECTS = tuple(
+    world.Obj((c, r), color, shape) for r in range(world.GRID) for c in range(world.GRID) for color in world.COLORS for shape in world.SHAPES
+)
 
 
 def corpus(samples: int = 600, seed: int = 0) -> list[str]:
@@ -47,9 +51,11 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         vocab_size=VOCAB, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(corpus(), trainer=trainer)
-    # a cell name with its leading space is one token (the byte-level split would cut "b3" in two),
-    # so the drawing turn finds an object's clause by a single token
-    tok.add_tokens([AddedToken(" " + prompts.cell_name((c, r)), normalized=False) for r in range(world.GRID) for c in range(world.GRID)])
+    # every plan clause with its leading space (" red circle at a1.") is one token: the drawing turn
+    # then finds what to paint at a position with one attention look-up, the clause naming its cell
+    # (with a token per word, five trainings learned where objects go but not what: docs/shapes.md);
+    # the decoded text is the same words either way
+    tok.add_tokens([AddedToken(" " + prompts.clause(o), normalized=False) for o in CLAUSE_OBJECTS])
     bos = SPECIAL_TOKENS["bos_token"]
     tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
     return PreTrainedTokenizerFast(
@@ -62,6 +68,7 @@ def build_config(vocab_size: int, hidden: int = 192, layers: int = 4, heads: int
     8 × 8 image tokens, and a 4-level VQ decoder (factor 8) over the world's codes."""
     patch = 16
     return JanusConfig(
+        tie_word_embeddings=False,  # as Janus-Pro: lm_head is its own matrix (JanusConfig ties by default)
         text_config={
             "model_type": "llama",
             "vocab_size": vocab_size,

@@ -132,17 +132,19 @@ def scene(metadata: dict[str, Any], rng: random.Random) -> list[Obj]:
 
 def cell_name(cell: tuple[int, int]) -> str:
     """A cell as one word: column letter ``a``-``d`` (left to right), row number ``1``-``4`` (top to
-    bottom): ``(1, 2)`` is ``b3``. One word, so the drawing turn finds an object by a single token."""
+    bottom): ``(1, 2)`` is ``b3``."""
     return f"{COLS[cell[0]]}{ROWS[cell[1]]}"
+
+
+def clause(obj: Obj) -> str:
+    """One object of a plan: ``"red circle at a1."``."""
+    return f"{obj.color} {obj.shape} at {cell_name(obj.cell)}."
 
 
 def plan_text(objects: Sequence[Obj]) -> str:
     """The plan of a scene: one clause per object in reading order (the order Janus draws image
-    tokens in): ``"red circle at a1. blue square at b2. red circle at d3."``. Colour and shape come
-    before the cell, so the cell name's token can carry them (attention is causal): drawing at a
-    position then needs one look-up, of that cell's name."""
-    ordered = sorted(objects, key=lambda o: (o.cell[1], o.cell[0]))
-    return " ".join(f"{o.color} {o.shape} at{' ' + cell_name(o.cell)}." for o in ordered)
+    tokens in): ``"red circle at a1. blue square at b2. red circle at d3."``."""
+    return " ".join(clause(o) for o in sorted(objects, key=lambda o: (o.cell[1], o.cell[0])))
 
 
 _CLAUSE = re.compile(r"(\w+) (\w+) at ([a-d])([1-4])\.")

@@ -31,13 +31,14 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from lightning import Callback, LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import GenerationConfig, JanusForConditionalGeneration, PreTrainedTokenizerFast
 
 from milr import prompts as chat
 from milr.shapes import prompts, world
-from milr.shapes.model import IMAGE_TOKENS, build_config, build_tokenizer
+from milr.shapes.model import CLAUSE_OBJECTS, IMAGE_TOKENS, build_config, build_tokenizer
 
 IGNORE = -100
 
@@ -143,12 +144,49 @@ def _to_unit(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+class ClauseFactors(nn.Module):
+    """How the plan-clause tokens are trained: each clause token's input embedding and output row
+    is the sum of a colour, a shape and a cell vector, so what the model learns about one red
+    circle holds for every red circle (384 free rows would each see a few hundred examples).
+    ``materialise`` writes the sums into the model's plain tables, so the saved model is an
+    ordinary Janus checkpoint."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast, hidden: int) -> None:
+        super().__init__()
+        ids = tokenizer.convert_tokens_to_ids([" " + prompts.clause(o) for o in CLAUSE_OBJECTS])
+        self.register_buffer("ids", torch.tensor(ids), persistent=False)
+        factors = {
+            "color": [world.COLORS.index(o.color) for o in CLAUSE_OBJECTS],
+            "shape": [world.SHAPES.index(o.shape) for o in CLAUSE_OBJECTS],
+            "cell": [o.cell[1] * world.GRID + o.cell[0] for o in CLAUSE_OBJECTS],
+        }
+        for name, index in factors.items():
+            self.register_buffer(f"{name}_index", torch.tensor(index), persistent=False)
+        sizes = {"color": len(world.COLORS), "shape": len(world.SHAPES), "cell": world.GRID**2}
+        self.tables = nn.ModuleDict({f"{side}_{name}": nn.Embedding(n, hidden) for side in ("in", "out") for name, n in sizes.items()})
+        for table in self.tables.values():
+            nn.init.normal_(table.weight, std=0.02)
+
+    def rows(self, side: str) -> torch.Tensor:
+        return sum(self.tables[f"{side}_{name}"](getattr(self, f"{name}_index")) for name in ("color", "shape", "cell"))
+
+    def table(self, weight: torch.Tensor, side: str) -> torch.Tensor:
+        """``weight`` (vocabulary × hidden) with the clause rows replaced by their factor sums."""
+        return weight.index_put((self.ids,), self.rows(side))
+
+    @torch.no_grad()
+    def materialise(self, model: JanusForConditionalGeneration) -> None:
+        model.get_input_embeddings().weight[self.ids] = self.rows("in")
+        model.lm_head.weight[self.ids] = self.rows("out")
+
+
 class ShapesTraining(LightningModule):
     """The Janus model under training; one step = think + draw + decoder losses, summed."""
 
-    def __init__(self, model: JanusForConditionalGeneration, cfg: TrainConfig) -> None:
+    def __init__(self, model: JanusForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, cfg: TrainConfig) -> None:
         super().__init__()
         self.model, self.cfg = model, cfg
+        self.clauses = ClauseFactors(tokenizer, model.config.text_config.hidden_size)
         model.model.vision_model.requires_grad_(False)
         model.model.aligner.requires_grad_(False)
         model.model.vqmodel.encoder.requires_grad_(False)
@@ -158,14 +196,17 @@ class ShapesTraining(LightningModule):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return self.model.model.language_model(attention_mask=mask, position_ids=positions, **inputs).last_hidden_state
 
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.clauses.table(self.model.get_input_embeddings().weight, "in"))
+
     def think_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self._lm(batch["think_mask"], input_ids=batch["think_ids"])
-        logits = self.model.lm_head(hidden[:, :-1])
+        hidden = self._lm(batch["think_mask"], inputs_embeds=self._embed(batch["think_ids"]))
+        logits = F.linear(hidden[:, :-1], self.clauses.table(self.model.lm_head.weight, "out"))
         return F.cross_entropy(logits.flatten(0, 1), batch["think_labels"][:, 1:].flatten(), ignore_index=IGNORE)
 
     def draw_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, mask, tokens = batch["draw_ids"], batch["draw_mask"], batch["draw_tokens"]
-        text = self.model.get_input_embeddings()(ids)
+        text = self._embed(ids)
         image = self.model.prepare_embeddings_for_image_generation(tokens[:, :-1])
         full_mask = torch.cat([mask, torch.ones_like(tokens[:, :-1])], 1)
         hidden = self._lm(full_mask, inputs_embeds=torch.cat([text, image], 1))
@@ -181,7 +222,7 @@ class ShapesTraining(LightningModule):
         return sum(losses.values())
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.01)
 
         def schedule(step: int) -> float:  # linear warm-up, cosine decay to a tenth
@@ -232,7 +273,7 @@ def train(cfg: TrainConfig, out: Path | None = None, **trainer_options: Any) -> 
     """Train with Lightning for ``cfg.steps`` steps; save to ``out`` (with a model card) when given.
     Returns the model, the tokenizer and the training record (minutes, sequences, final losses)."""
     model, tokenizer = build(cfg)
-    module = ShapesTraining(model, cfg)
+    module = ShapesTraining(model, tokenizer, cfg)
     loader = DataLoader(Sequences(tokenizer, cfg), batch_size=None)
     history = LossHistory()
     trainer = Trainer(
@@ -253,6 +294,7 @@ def train(cfg: TrainConfig, out: Path | None = None, **trainer_options: Any) -> 
         "loss_history": history.rows,
         "config": asdict(cfg),
     }
+    module.clauses.materialise(model)
     model.eval()
     if out is not None:
         save(model, tokenizer, out, record)

@@ -53,6 +53,15 @@ def test_the_shapes_set_is_exactly_what_its_command_generates(tmp_path):
     assert str(len(prompts)) in (BENCHMARKS / "shapes_geneval" / "README.md").read_text()
 
 
+def test_the_shapes_demo_set_is_one_prompt_per_tag_from_its_command(tmp_path):
+    from milr.shapes import prompts as shapes_prompts
+
+    regenerated = tmp_path / "demo_metadata.jsonl"
+    shapes_prompts.main(["--write", str(regenerated), "--per_tag", "1"])
+    assert regenerated.read_bytes() == (BENCHMARKS / "shapes_geneval" / "demo_metadata.jsonl").read_bytes()
+    assert [p.metadata["tag"] for p in load_prompts(str(regenerated))] == list(shapes_prompts.TAGS)
+
+
 def test_relative_path_falls_back_to_the_folder_holding_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert resolve_path(GENEVAL) == ROOT / GENEVAL

@@ -13,19 +13,42 @@ from milr import prompts as chat
 from milr.backbone import JanusBackbone
 from milr.shapes import prompts, world
 from milr.shapes.model import build_tokenizer
-from milr.shapes.train import IGNORE, Sequences, TrainConfig, train
+from milr.shapes.train import IGNORE, Sequences, ShapesTraining, TrainConfig, build, train
 
 SMALL = TrainConfig(steps=3, think_batch=2, draw_batch=4, decoder_batch=2, warmup=1, hidden=32, layers=1, heads=2)
 
 
-def test_the_tokenizer_is_deterministic_round_trips_and_keeps_shapes_words_whole():
+def test_the_tokenizer_is_deterministic_round_trips_and_makes_each_plan_clause_one_token():
     tok = build_tokenizer()
     assert tok.get_vocab() == build_tokenizer().get_vocab()
     plan = " red circle at a1. blue cross at d3."
     ids = tok(plan, add_special_tokens=False).input_ids
     assert tok.decode(ids) == plan
-    assert tok.convert_ids_to_tokens(ids) == ["Ġred", "Ġcircle", "Ġat", " a1", ".", "Ġblue", "Ġcross", "Ġat", " d3", "."]
+    assert tok.convert_ids_to_tokens(ids) == [" red circle at a1.", " blue cross at d3."]
     assert all("Ġ" + w in tok.get_vocab() for w in (*world.COLORS, *world.SHAPES))
+    prompt = "a photo of a red circle and a blue cross"  # prompts keep a token per word
+    assert tok.convert_ids_to_tokens(tok(prompt, add_special_tokens=False).input_ids)[-3:] == ["Ġa", "Ġblue", "Ġcross"]
+
+
+def test_clause_tokens_train_through_shared_factors_and_save_as_plain_rows():
+    """A clause row is colour + shape + cell during training; the saved model holds the same sums,
+    with lm_head untied from the embeddings as in Janus-Pro."""
+    model, tok = build(SMALL)
+    module = ShapesTraining(model, tok, SMALL)
+    for table in module.clauses.tables.values():
+        torch.nn.init.normal_(table.weight, std=1.0)
+    batch = Sequences(tok, SMALL).think_batch(random.Random(0))
+    with torch.no_grad():
+        factored = module.think_loss(batch)
+        module.clauses.materialise(model)
+        hidden = module._lm(batch["think_mask"], input_ids=batch["think_ids"])
+        plain = torch.nn.functional.cross_entropy(model.lm_head(hidden[:, :-1]).flatten(0, 1), batch["think_labels"][:, 1:].flatten(), ignore_index=IGNORE)
+    assert model.lm_head.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+    torch.testing.assert_close(factored, plain)
+    at_a1, at_b1 = tok.convert_tokens_to_ids([" red circle at a1.", " red circle at b1."])
+    rows = model.get_input_embeddings().weight
+    cell = module.clauses.tables["in_cell"].weight
+    torch.testing.assert_close(rows[at_a1] - rows[at_b1], cell[0] - cell[1])
 
 
 def test_think_sequences_are_milrs_think_prompt_then_the_plan_and_only_the_plan_is_learned():
