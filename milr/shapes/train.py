@@ -61,6 +61,8 @@ class TrainConfig:
     mismatched_plan: float = 0.12  # draws whose plan belongs to another prompt (the image follows the plan)
     no_plan: float = 0.08  # draws from the bare prompt (the authors' image mode)
     uncond: float = 0.10  # condition dropout for classifier-free guidance
+    plan_only_steps: int = 400  # first steps draw from the bare plan (no prompt, no chat template)
+    clip: float = 1.0  # gradient-norm clipping
 
 
 class Sequences(IterableDataset):
@@ -73,8 +75,11 @@ class Sequences(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         rng = random.Random(self.cfg.seed)
+        step = 0
         while True:
-            yield {**self.think_batch(rng), **self.draw_batch(rng), **self.decoder_batch(rng)}
+            draw = self.draw_batch(rng, plan_only=step < self.cfg.plan_only_steps)
+            yield {**self.think_batch(rng), **draw, **self.decoder_batch(rng)}
+            step += 1
 
     def _sample(self, rng: random.Random) -> tuple[dict[str, Any], list[world.Obj]]:
         meta = prompts.make_prompt(rng.choice(prompts.TAGS), rng)
@@ -98,7 +103,9 @@ class Sequences(IterableDataset):
             "think_labels": torch.cat([torch.full_like(ids, IGNORE), labels], 1),
         }
 
-    def draw_batch(self, rng: random.Random) -> dict[str, torch.Tensor]:
+    def draw_batch(self, rng: random.Random, plan_only: bool = False) -> dict[str, torch.Tensor]:
+        """``plan_only``: the text is the bare plan, a curriculum: among a handful of text tokens
+        the drawing turn learns to look a cell's clause up quickly, then keeps it in full prompts."""
         texts, grids = [], []
         uncond = []
         for _ in range(self.cfg.draw_batch):
@@ -111,7 +118,8 @@ class Sequences(IterableDataset):
             elif roll < self.cfg.mismatched_plan + self.cfg.no_plan:
                 plan = None
             fmt = self._format(rng)
-            texts.append(self.tok(chat.image_prompt(meta["prompt"], plan, fmt) + IMAGE_TOKENS["boi_token"]).input_ids)
+            text = " " + plan if plan_only and plan is not None else chat.image_prompt(meta["prompt"], plan, fmt)
+            texts.append(self.tok(text + IMAGE_TOKENS["boi_token"]).input_ids)
             grids.append(world.tokens(objects).reshape(-1))
             uncond.append(rng.random() < self.cfg.uncond)
         ids, mask = _pad(texts, self.pad, left=True)
@@ -277,7 +285,7 @@ def train(cfg: TrainConfig, out: Path | None = None, **trainer_options: Any) -> 
     loader = DataLoader(Sequences(tokenizer, cfg), batch_size=None)
     history = LossHistory()
     trainer = Trainer(
-        max_steps=cfg.steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        max_steps=cfg.steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, gradient_clip_val=cfg.clip,
         enable_model_summary=False, enable_progress_bar=False, callbacks=[history], **trainer_options,
     )
     start = time.time()
