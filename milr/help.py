@@ -82,6 +82,6 @@ def option_help(config: Any, default_config: Path) -> Group:
         *lines,
         Text(
             "\nTrainer options (--trainer.precision, --trainer.devices, --trainer.callbacks, ...) and every option's "
-            "type and default: --help-all. README.md, section Options, explains each MILR option."
+            "type and default: --help-all. docs/options.md explains each MILR option."
         ),
     )

@@ -11,7 +11,7 @@ stop rules and the output layout, and differ only in what a later step does:
 - ``milr``: the latent update towards the reward R.
 - ``anti_reward``: the same update towards 1 − R, while R is what is recorded, reported and
   used for stopping and selection: the control that shows how much of a gain comes from the
-  reward rather than from re-sampling (DESIGN.md §5).
+  reward rather than from re-sampling (docs/method.md).
 """
 
 from __future__ import annotations

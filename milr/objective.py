@@ -1,4 +1,4 @@
-"""MILR's REINFORCE objective on the latent prefix (DESIGN.md §1, §5).
+"""MILR's REINFORCE objective on the latent prefix (docs/method.md).
 
 Gradients reach the latents only through the two heads: ``lm_head`` for text latents and the
 image generation head + CFG mix for image latents. Nothing here touches the transformer.

@@ -13,7 +13,7 @@ role string is pasted as given, so the format is fixed by the role labels:
   (``generate_image_from_prompt``). The think text is kept as decoded, so an empty one gives
   ``"{prompt}."`` (``"{prompt}. "`` stripped).
 
-The think template and system prompt are the authors' (REFERENCE.md §2-5).
+The think template and system prompt are the authors' (docs/authors_code.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Same transformers classes as Janus-Pro, so every code path that runs here runs on the real
 checkpoints. Random weights give near-uniform head distributions and near-constant decoded
-colours (DESIGN.md §5), so the heads are sharpened by a fixed factor to give the sampler
+colours (docs/method.md), so the heads are sharpened by a fixed factor to give the sampler
 something to choose between.
 """
 
@@ -99,7 +99,7 @@ def tiny_janus(seed: int = 0, grid: int = 8, head_scale: float = 10.0) -> tuple[
         torch.manual_seed(seed)
         model = JanusForConditionalGeneration(tiny_config(len(tokenizer), grid=grid))
         with torch.no_grad():
-            # sharpen the heads (DESIGN.md §5): default init gives uniform token distributions
+            # sharpen the heads (docs/method.md): default init gives uniform token distributions
             model.model.generation_head.vision_head.weight.mul_(head_scale)
     model.config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKENS["image_token"])
     return model.eval(), tokenizer

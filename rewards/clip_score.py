@@ -14,7 +14,7 @@ captions by slicing ``input_ids[:, :77]``, which drops the end token whose hidde
 pools. The formula is therefore computed here with transformers' ``CLIPModel``; the tests
 check it against torchmetrics' own value through a tensor-returning adapter.
 
-Not T2I-CompBench's CLIPScore (raw cosine of ViT-B/32, EVALUATORS.md §2e): that one is part
+Not T2I-CompBench's CLIPScore (raw cosine of ViT-B/32, docs/evaluators.md): that one is part
 of the T2I-CompBench reward.
 """
 

@@ -1,4 +1,4 @@
-"""T2I-CompBench's scoring rules as pure functions (EVALUATORS.md §2, T2I-CompBench++ code).
+"""T2I-CompBench's scoring rules as pure functions (docs/evaluators.md, T2I-CompBench++ code).
 
 Everything here is model-free so it can be tested exhaustively: BLIP-VQA questions and their
 product, the 2D-spatial geometry (``determine_position``, the 479-px frame its 150-px

@@ -1,6 +1,6 @@
 """GenEval as a reward: Mask2Former detections and CLIP colours, judged by GenEval's own rules.
 
-Stand-ins for the official mmdet/open_clip models (EVALUATORS.md §4): the detector is
+Stand-ins for the official mmdet/open_clip models (docs/evaluators.md): the detector is
 ``facebook/mask2former-swin-small-coco-instance`` (same Swin-S Mask2Former, FAIR weights),
 post-processed with mmdet's formula (``rewards.mask2former``); colours come from
 ``openai/clip-vit-large-patch14`` (the same weights as open_clip ``ViT-L-14/openai``). The

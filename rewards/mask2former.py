@@ -3,7 +3,7 @@
 GenEval's detector is mmdet's Mask2Former (Swin-S); transformers has the same architecture but
 its ``post_process_instance_segmentation`` differs (fixed 384x384 mask resize, overlapping
 instances painted into one map, threshold 0.5, no boxes). So we keep only the raw query logits
-and apply mmdet's ``MaskFormerFusionHead.instance_postprocess`` ourselves (EVALUATORS.md §4/§5):
+and apply mmdet's ``MaskFormerFusionHead.instance_postprocess`` ourselves (docs/evaluators.md):
 softmax over the 81 logits, drop no-object, top-100 (query, class) pairs, binary mask = mask
 logit > 0 at original resolution, score = class prob x mean sigmoid inside the mask, box = the
 mask's tight box (``mask2bbox``).

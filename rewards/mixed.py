@@ -1,4 +1,4 @@
-"""The MILR paper's "mixed reward": Grounding DINO + GIT VQA colour + UnifiedReward (REFERENCE.md §6d).
+"""The MILR paper's "mixed reward": Grounding DINO + GIT VQA colour + UnifiedReward (docs/authors_code.md).
 
 For GenEval-style prompts (``metadata["include"]``), three experts score each image in [0, 1]:
 - **detector** task score (Grounding DINO, ``rewards.grounding``; default

@@ -1,7 +1,7 @@
 """A weight-free colour reward for the offline demo and tests.
 
 Score = how close the image's mean colour is to the colour words of the prompt. A random
-Janus decodes near-constant colours (DESIGN.md §5), so the raw distance hardly varies between
+Janus decodes near-constant colours (docs/method.md), so the raw distance hardly varies between
 samples and would carry no signal; the reward is therefore calibrated against images of the
 same decoder: ``R = Φ((raw − μ_c) / σ_c)`` with ``μ_c, σ_c`` of the raw score for colour ``c``
 over decodes of random token grids. On a real model calibration is unnecessary (``calibrate: false``).

@@ -1,4 +1,4 @@
-"""Self reward: Janus-Pro judges its own image through its understanding path (REFERENCE.md §6e).
+"""Self reward: Janus-Pro judges its own image through its understanding path (docs/authors_code.md).
 
 The judge is the backbone MILR is already optimising: ``setup(backbone=...)`` hands over the
 ``milr.backbone.JanusBackbone`` and the reward only keeps a reference to it, so no second copy

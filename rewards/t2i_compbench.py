@@ -1,7 +1,7 @@
 """T2I-CompBench (and T2I-CompBench++) as a reward: one evaluator per prompt category.
 
 ``category`` picks the evaluator; ``"auto"`` reads ``prompt.metadata["category"]`` (set by
-``data.formats`` from the ``<category>_val.txt`` file name). Rules: EVALUATORS.md §2, as pure
+``data.formats`` from the ``<category>_val.txt`` file name). Rules: docs/evaluators.md, as pure
 functions in ``rewards.compbench_rules``; prompt parsing in ``rewards.compbench_text``
 (spaCy ``en_core_web_sm`` when importable, else a documented rule-based stand-in).
 

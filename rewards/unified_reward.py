@@ -1,6 +1,6 @@
 """UnifiedReward: a Qwen2.5-VL reward model (CodeGoat24/UnifiedReward-qwen-7b) scoring 1-5.
 
-Follows the MILR authors' wrapper (REFERENCE.md §6f): one user turn holding the image then
+Follows the MILR authors' wrapper (docs/authors_code.md): one user turn holding the image then
 UnifiedReward's point-score instruction, greedy generation (512 new tokens), and the number
 after the first parseable "Final Score:" line. The authors return ``raw - 5``; here the
 score is ``clip((raw - 1) / 4, 0, 1)`` (their MixedReward mapping), so 5 -> 1 and 1 -> 0.

@@ -1,4 +1,4 @@
-"""The package boundaries that keep the house easy to change (DEVELOPERS.md): ``milr`` never
+"""The package boundaries that keep the house easy to change (docs/extending.md): ``milr`` never
 imports ``callbacks`` or a concrete reward (only the protocol), ``data`` imports none of the
 others, rewards never import the LightningModule; only the runner wires everything."""
 

@@ -1,4 +1,4 @@
-"""Statistical check that the estimator uses the reward (DESIGN.md §5).
+"""Statistical check that the estimator uses the reward (docs/method.md).
 
 At the objective level, on the tiny model's real image head: the reward is the share of
 sampled prefix tokens in a fixed target set. ``rloo`` optimising R must end with clearly
