@@ -63,7 +63,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_config(vocab_size: int, hidden: int = 192, layers: int = 4, heads: int = 6) -> JanusConfig:
+def build_config(vocab_size: int, hidden: int = 192, layers: int = 4, heads: int = 6, code_dim: int = 8) -> JanusConfig:
     """A small Janus: Llama text model, an (unused, untrained) tiny SigLIP tower whose geometry gives
     8 × 8 image tokens, and a 4-level VQ decoder (factor 8) over the world's codes."""
     patch = 16
@@ -93,7 +93,7 @@ def build_config(vocab_size: int, hidden: int = 192, layers: int = 4, heads: int
             "num_image_tokens": world.TOKENS**2,
         },
         vq_config={
-            "embed_dim": 8,
+            "embed_dim": code_dim,
             "num_embeddings": world.CODES,
             "latent_channels": 32,
             "base_channels": 32,

@@ -48,7 +48,7 @@ class TrainConfig:
     """Everything that fixes the trained model; written into the model card."""
 
     seed: int = 0
-    steps: int = 1200
+    steps: int = 1500
     think_batch: int = 16
     draw_batch: int = 48
     decoder_batch: int = 8
@@ -57,12 +57,14 @@ class TrainConfig:
     hidden: int = 192
     layers: int = 4
     heads: int = 6
+    code_dim: int = 64  # an image code's embedding width (Janus-Pro: 8; wider separates the 160 codes from the start)
     reference_format: float = 0.25  # share of text in the authors' User/Assistant labels
     mismatched_plan: float = 0.12  # draws whose plan belongs to another prompt (the image follows the plan)
     no_plan: float = 0.08  # draws from the bare prompt (the authors' image mode)
     uncond: float = 0.10  # condition dropout for classifier-free guidance
-    plan_only_steps: int = 400  # first steps draw from the bare plan (no prompt, no chat template)
+    plan_only_steps: int = 500  # first steps draw from the bare plan (no prompt, no chat template)
     clip: float = 1.0  # gradient-norm clipping
+    object_weight: float = 8.0  # loss weight of object tokens against background ones (a few per image)
 
 
 class Sequences(IterableDataset):
@@ -219,7 +221,9 @@ class ShapesTraining(LightningModule):
         full_mask = torch.cat([mask, torch.ones_like(tokens[:, :-1])], 1)
         hidden = self._lm(full_mask, inputs_embeds=torch.cat([text, image], 1))
         logits = self.model.model.generation_head(hidden[:, ids.shape[1] - 1 :])
-        return F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+        losses = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none")
+        weights = torch.where(tokens.flatten() >= world.BACKGROUND_CODES, self.cfg.object_weight, 1.0)
+        return (losses * weights).sum() / weights.sum()
 
     def decoder_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.mse_loss(self.model.model.vqmodel.decode(batch["decoder_tokens"]), batch["decoder_pixels"])
@@ -271,7 +275,7 @@ def build(cfg: TrainConfig) -> tuple[JanusForConditionalGeneration, PreTrainedTo
     """The untrained model and the tokenizer, deterministic in ``cfg.seed``."""
     tokenizer = build_tokenizer()
     seed_everything(cfg.seed, verbose=False)
-    model = JanusForConditionalGeneration(build_config(len(tokenizer), cfg.hidden, cfg.layers, cfg.heads))
+    model = JanusForConditionalGeneration(build_config(len(tokenizer), cfg.hidden, cfg.layers, cfg.heads, cfg.code_dim))
     model.config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKENS["image_token"])
     model.generation_config = generation_config(tokenizer)
     return model, tokenizer
