@@ -42,7 +42,8 @@ from data.prompt import Prompt
 from milr.api import ignore_known_warnings
 from milr.backbone import CheckpointError, check_checkpoint
 from milr.files import atomic_write
-from milr.module import TRAINER_DEFAULTS, MILRModule, check_options
+from milr.module import TRAINER_DEFAULTS, MILRModule
+from milr.options import MILROptions, check_options
 from milr.results.fingerprint import RunMismatch, check_prompts, check_run, result_settings
 from milr.results.layout import RUN_FILE
 from milr.results.lock import RunLock
@@ -243,7 +244,7 @@ def check_config(config: Any) -> list[Prompt]:
     model, data = config.model, config.data
     if data.batch_size < 1:
         raise UsageError(f"data.batch_size must be >= 1 (prompts optimised at once), got {data.batch_size}")
-    options = {k: v for k, v in vars(model).items() if k not in ("backbone", "reward", "batch_size")}
+    options = {k: v for k, v in vars(model).items() if k in MILROptions.names() and k != "batch_size"}
     _checked("model.", check_options, prefix="model.", batch_size=data.batch_size, **options)
     if data.start < 0:
         raise UsageError(f"data.start must be >= 0, got {data.start}")
