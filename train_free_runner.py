@@ -10,6 +10,8 @@ A re-run with the same ``--output_dir`` skips prompts whose outputs are complete
 from __future__ import annotations
 
 import atexit
+import importlib
+import inspect
 import json
 import logging
 import os
@@ -22,23 +24,30 @@ from typing import Any, Optional
 
 import torch
 import yaml
+from docstring_parser import parse
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from callbacks.image_logger import TensorBoardImageLogger
 from callbacks.progress import PromptProgressBar
 from callbacks.timing import StepTimer
-from callbacks.writer import OutputWriter, atomic_write, failed_records, load_inflight, recover, stored_prompts
+from callbacks.writer import OutputWriter
 from data.datamodule import MILRDataModule, load_range, shard
 from data.prompt import Prompt
 from milr.api import ignore_known_warnings
 from milr.backbone import CheckpointError, check_checkpoint
-from milr.help import option_help
-from milr.module import TRAINER_DEFAULTS, MILRModule, check_options
-from milr.run_folder import RUN_FILE, RunLock, RunMismatch, check_prompts, check_run, result_settings
+from milr.files import atomic_write
+from milr.module import TRAINER_DEFAULTS, MILRModule
+from milr.options import MILROptions, check_options
+from milr.results.fingerprint import RunMismatch, check_prompts, check_run, result_settings
+from milr.results.layout import RUN_FILE
+from milr.results.lock import RunLock
+from milr.results.write import failed_records, load_inflight, recover, save_config, stored_prompts
 from milr.strategy import STRATEGY_NAME, external_launch
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
@@ -95,6 +104,79 @@ class MILRCLI(LightningCLI):
             defaults.append(PromptProgressBar())
         callbacks = callbacks + [c for c in defaults if type(c) not in given]
         return super()._instantiate_trainer(config, callbacks)
+
+
+# ------------------------------------------------ --help: MILR's own options, one line each, with the
+# values of the config in use (the full LightningCLI help, every Trainer flag, stays behind --help-all)
+TOP_LEVEL = {
+    "--config": "a LightningCLI YAML (main config first, then fragments such as configs/rewards/*.yaml)",
+    "--output_dir": "where images, traces, summary and TensorBoard logs go; a re-run resumes there",
+    "--verbose": "show Lightning's info lines and third-party warnings",
+    "--print_config": "print the resolved config and exit",
+    "--help-all": "the full LightningCLI help, every --trainer.* flag included",
+}
+
+
+def _descriptions(cls: type) -> dict[str, str]:
+    """Parameter name -> the one-line description in the class's ``Args:`` docstring."""
+    docs = [cls.__doc__ or "", inspect.getdoc(cls.__init__) or ""]
+    return {p.arg_name: " ".join((p.description or "").split()) for doc in docs for p in parse(doc).params}
+
+
+def _class(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_value, value)) + "]"
+    if hasattr(value, "class_path"):
+        return str(value.class_path)
+    return "null" if value is None else str(value)
+
+
+def _line(flag: str, value: str, meaning: str) -> Group:
+    head = Text(flag, style="bold")
+    if value:
+        head.append(f" {value}", style="cyan")
+    if not meaning:
+        return Group(head)
+    return Group(head, Padding(Text(meaning.replace("``", "")), (0, 0, 0, 4)))
+
+
+def _rows(lines: list, prefix: str, cls: type, values: Any, skip: tuple[str, ...] = ()) -> None:
+    docs = _descriptions(cls)
+    for name in inspect.signature(cls.__init__).parameters:
+        if name in ("self", *skip) or name not in values:
+            continue
+        lines.append(_line(f"--{prefix}{name}", _value(values[name]), docs.get(name, "")))
+
+
+def option_help(config: Any, default_config: Path) -> Group:
+    """MILR's options with their values in ``config`` (a parsed LightningCLI namespace)."""
+    lines: list = []
+    for flag, meaning in TOP_LEVEL.items():
+        value = config.get(flag.lstrip("-").replace("-", "_"))
+        lines.append(_line(flag, "" if value is None or flag == "--config" else _value(value), meaning))
+    model = config.model
+    _rows(lines, "model.", MILRModule, model, skip=("batch_size",))
+    backbone = model.backbone
+    _rows(lines, "model.backbone.", _class(backbone.class_path), backbone.init_args)
+    reward = model.reward
+    if hasattr(reward, "class_path"):
+        _rows(lines, "model.reward.", _class(reward.class_path), reward.init_args or {})
+    _rows(lines, "data.", MILRDataModule, config.data)
+    used = [str(c) for c in (config.get("config") or [])] or [str(default_config)]
+    return Group(
+        Text("usage: python train_free_runner.py [--config FILE ...] [--option value ...]", style="bold"),
+        Text(f"Values shown: {' + '.join(used)} plus the command line.\n"),
+        *lines,
+        Text(
+            "\nTrainer options (--trainer.precision, --trainer.devices, --trainer.callbacks, ...) and every option's "
+            "type and default: --help-all. docs/options.md explains each MILR option."
+        ),
+    )
 
 
 def _checked(option: str, check: Any, *args: Any, **kwargs: Any) -> Any:
@@ -162,7 +244,7 @@ def check_config(config: Any) -> list[Prompt]:
     model, data = config.model, config.data
     if data.batch_size < 1:
         raise UsageError(f"data.batch_size must be >= 1 (prompts optimised at once), got {data.batch_size}")
-    options = {k: v for k, v in vars(model).items() if k not in ("backbone", "reward", "batch_size")}
+    options = {k: v for k, v in vars(model).items() if k in MILROptions.names() and k != "batch_size"}
     _checked("model.", check_options, prefix="model.", batch_size=data.batch_size, **options)
     if data.start < 0:
         raise UsageError(f"data.start must be >= 0, got {data.start}")
@@ -211,17 +293,6 @@ def claim_folder(
     lock.acquire()
     atexit.register(lock.release)
     return record, lock
-
-
-def save_config(out: Path, text: str) -> None:
-    """``config.yaml`` is the first run's; a resume whose config differs (in settings that do not
-    change results, or the prompt range) keeps its own next to it instead of overwriting it."""
-    path = out / "config.yaml"
-    if not path.is_file():
-        atomic_write(path, text)
-    elif path.read_text() != text:
-        n = len(list(out.glob("config.resume-*.yaml"))) + 1
-        atomic_write(out / f"config.resume-{n}.yaml", text)
 
 
 def _prompts(n: int) -> str:

@@ -8,17 +8,15 @@ import logging
 import queue
 import threading
 import warnings
-from typing import Any, Iterator, Literal, Sequence
+from dataclasses import fields
+from typing import Any, Callable, Iterator, Sequence
 
 from lightning import Callback, Trainer
 from data.prompt import Prompt
 from data.stream import PromptStream, feed_loader
 from milr.backbone import JanusBackbone
-from milr.methods import Method
-from milr.module import TRAINER_DEFAULTS, MILRModule, Mode
-from milr.objective import Estimator
-from milr.prompts import PromptFormat
-from milr.schedule import StepOrder
+from milr.module import TRAINER_DEFAULTS, MILRModule
+from milr.options import MILROptions
 from milr.state import MILRResult
 from rewards.base import RewardFn
 
@@ -61,46 +59,32 @@ def make_trainer(backbone: JanusBackbone, callbacks: Sequence[Callback] = (), **
     return Trainer(**kwargs)
 
 
+def _with_options(function: Callable) -> Callable:
+    """Show every ``MILROptions`` field in ``function``'s signature (``help()``, IDEs), before its
+    ``**trainer_kwargs``: the options are defined once, there."""
+    signature = inspect.signature(function)
+    *head, rest = signature.parameters.values()
+    options = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type) for f in fields(MILROptions)]
+    function.__signature__ = signature.replace(parameters=[*head, *options, rest])
+    return function
+
+
+@_with_options
 def optimize(
     prompts: Sequence[str | Prompt],
     backbone: JanusBackbone,
     reward: RewardFn,
     *,
-    mode: Mode = "both",
-    text_ratio: float = 0.2,
-    image_ratio: float = 0.02,
-    lr: float = 0.03,
-    max_steps: int = 20,
-    reward_threshold: float | None = None,
-    estimator: Estimator = "reference",
-    samples_per_step: int = 1,
-    seed: int = 0,
-    select: Literal["best", "last"] = "best",
-    batch_size: int = 1,
-    optimizer: Literal["adam", "sgd"] = "adam",
-    prompt_format: PromptFormat = "janus",
-    image_mode_think: bool = True,
-    step_order: StepOrder = "joint",
-    phase_steps: int | None = None,
-    latent_dtype: Literal["float32", "bfloat16"] = "float32",
-    image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
-    method: Method = "milr",
-    best_of_n: int | None = None,
     monitors: Sequence[RewardFn] = (),
-    monitor_every_step: bool = False,
-    reward_timeout: float | None = None,
-    reward_retries: int = 2,
-    reward_backoff: float = 1.0,
-    on_reward_failure: Literal["stop", "skip"] = "stop",
     callbacks: Sequence[Callback] = (),
-    **trainer_kwargs: Any,
+    **options: Any,
 ) -> list[MILRResult]:
     """Run MILR on ``prompts`` and return one ``MILRResult`` per prompt, in input order.
 
     ``batch_size`` prompts are optimised at once; a prompt that stops frees its slot for the
-    next one. The options are ``MILRModule``'s; extra keyword arguments go to
-    ``lightning.Trainer`` (e.g. ``precision``). With ``on_reward_failure="skip"`` a prompt whose
-    reward call failed has no result: it is left out of the list (a warning names it).
+    next one. The options are ``MILRModule``'s (``milr.options.MILROptions``); extra keyword
+    arguments go to ``lightning.Trainer`` (e.g. ``precision``). With ``on_reward_failure="skip"`` a
+    prompt whose reward call failed has no result: it is left out of the list (a warning names it).
 
     Memory: the list holds every result until it is returned, each with two images and its step
     history (≈ 0.9 MB per prompt at 384 px): ~2 GB for GenEval × 4 images. For long prompt lists
@@ -108,15 +92,7 @@ def optimize(
     """
     items = as_prompts(prompts)
     order = {p.uid: i for i, p in enumerate(items)}
-    results = optimize_stream(
-        items, backbone, reward, mode=mode, text_ratio=text_ratio, image_ratio=image_ratio, lr=lr, optimizer=optimizer,
-        max_steps=max_steps, reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step,
-        seed=seed, select=select, batch_size=batch_size, prompt_format=prompt_format, image_mode_think=image_mode_think,
-        step_order=step_order, phase_steps=phase_steps, latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens,
-        method=method, best_of_n=best_of_n, monitors=list(monitors), monitor_every_step=monitor_every_step,
-        reward_timeout=reward_timeout, reward_retries=reward_retries, reward_backoff=reward_backoff,
-        on_reward_failure=on_reward_failure, callbacks=callbacks, **trainer_kwargs,
-    )
+    results = optimize_stream(items, backbone, reward, monitors=list(monitors), callbacks=callbacks, **options)
     return sorted(results, key=lambda r: order[r.prompt.uid])
 
 

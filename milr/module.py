@@ -39,19 +39,18 @@ from torch import nn
 
 from data.prompt import Prompt
 from milr.backbone import ImageContext, JanusBackbone
-from milr.methods import METHODS, UPDATING, Method, optimised_reward, step_budget
+from milr.methods import UPDATING, Method, optimised_reward, step_budget
 from milr.objective import Estimator, prefix_length, reinforce_loss, token_log_prob
 from milr.prompt_cache import PromptCache, PromptKV
-from milr.prompts import PromptFormat, check_prompt_format, image_prompt, think_prompt, think_text
-from milr.schedule import StepOrder, StepSchedule
+from milr.options import LATENT_DTYPES, MILROptions, Mode
+from milr.prompts import PromptFormat, image_prompt, think_prompt, think_text
+from milr.schedule import StepOrder
 from milr.state import FailedPrompt, MILRResult, PromptState, Sample, StepRecord, StopReason
-from rewards.base import CallPolicy, Reward, RewardOutput, TransientRewardError, as_reward, reward_name, score
+from rewards.base import Reward, RewardOutput, TransientRewardError, as_reward, reward_name, score
 
 logger = logging.getLogger(__name__)
 Answer = tuple[float, dict[str, Any]]  # one row's reward and details
 
-Mode = Literal["text", "image", "both"]
-_LATENT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 #: Trainer settings MILR needs: one step per epoch, nothing to validate, no weight checkpoints.
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -67,84 +66,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 def prompt_seed(seed: int, index: int, repeat: int = 0) -> int:
     """Each prompt's (and repeat's) own seed: results do not depend on run order or batch composition."""
     return (seed * 1_000_003 + index + repeat * 1_000_000_007) % (2**62)
-
-
-def check_options(
-    *,
-    mode: str,
-    text_ratio: float,
-    image_ratio: float,
-    lr: float,
-    max_steps: int,
-    reward_threshold: float | None,
-    estimator: str,
-    samples_per_step: int,
-    batch_size: int,
-    prompt_format: str = "janus",
-    step_order: str = "joint",
-    phase_steps: int | None = None,
-    latent_dtype: str = "float32",
-    image_loss_tokens: str = "sampled",
-    method: str = "milr",
-    best_of_n: int | None = None,
-    reward_timeout: float | None = None,
-    reward_retries: int = 2,
-    reward_backoff: float = 1.0,
-    on_reward_failure: str = "stop",
-    prefix: str = "",
-    **_: Any,
-) -> None:
-    """Refuse option values MILR cannot run with, naming the option (``prefix`` + name, e.g.
-    ``model.text_ratio``) and the fix. Cheap, so the runner calls it before any model loads."""
-
-    def fail(name: str, problem: str) -> None:
-        raise ValueError(f"{prefix}{name} {problem}")
-
-    if mode not in ("text", "image", "both"):
-        fail("mode", f"must be 'text', 'image' or 'both', got {mode!r}")
-    for name, ratio in (("text_ratio", text_ratio), ("image_ratio", image_ratio)):
-        if not 0.0 <= ratio <= 1.0:
-            fail(name, f"must be in [0, 1] (the share of tokens whose latents are optimised; paper: 0.2 text, 0.02 image), got {ratio}")
-    if not lr >= 0:
-        fail("lr", f"must be >= 0 (paper: 0.03; 0 = re-sampling without updates), got {lr}")
-    if max_steps < 0:
-        fail("max_steps", f"must be >= 0 (0 = the initial generation only), got {max_steps}")
-    if reward_threshold is not None and not 0.0 <= reward_threshold <= 1.0:
-        fail("reward_threshold", f"must be in [0, 1] (rewards are in [0, 1]) or null, got {reward_threshold}")
-    if estimator not in ("reference", "rloo"):
-        fail("estimator", f"must be 'reference' or 'rloo', got {estimator!r}")
-    if samples_per_step < 1:
-        fail("samples_per_step", f"must be >= 1, got {samples_per_step}")
-    if estimator == "rloo" and samples_per_step < 2:
-        fail("samples_per_step", f"must be >= 2 with estimator 'rloo' (leave-one-out baseline), got {samples_per_step}")
-    if batch_size < 1:
-        fail("batch_size", f"must be >= 1, got {batch_size}")
-    if method not in METHODS:
-        fail("method", f"must be one of {list(METHODS)}, got {method!r}")
-    if best_of_n is not None and method != "best_of_n":
-        fail("best_of_n", f"is N of method 'best_of_n' only (method is {method!r}): leave it null")
-    if best_of_n is not None and best_of_n < 1:
-        fail("best_of_n", f"must be >= 1 images per prompt (null: MILR's reward-call budget), got {best_of_n}")
-    if latent_dtype not in _LATENT_DTYPES:
-        fail("latent_dtype", f"must be one of {list(_LATENT_DTYPES)}, got {latent_dtype!r}")
-    if image_loss_tokens not in ("sampled", "argmax"):
-        fail("image_loss_tokens", f"must be 'sampled' or 'argmax', got {image_loss_tokens!r}")
-    if image_loss_tokens == "argmax" and estimator == "rloo":
-        fail("image_loss_tokens", "'argmax' gives every rloo sample the same image term (no image update): use 'sampled'")
-    if reward_timeout is not None and not reward_timeout > 0:
-        fail("reward_timeout", f"must be > 0 seconds or null (no limit), got {reward_timeout}")
-    if reward_retries < 0:
-        fail("reward_retries", f"must be >= 0 (repeats of a reward call that failed transiently), got {reward_retries}")
-    if not reward_backoff >= 0:
-        fail("reward_backoff", f"must be >= 0 seconds, got {reward_backoff}")
-    if on_reward_failure not in ("stop", "skip"):
-        fail("on_reward_failure", f"must be 'stop' (end the run) or 'skip' (mark the prompt failed, carry on), got {on_reward_failure!r}")
-    groups = tuple(g for g, used in (("text", mode != "image"), ("image", mode != "text")) if used)
-    for check in (lambda: check_prompt_format(prompt_format), lambda: StepSchedule(step_order, groups, max_steps, phase_steps)):
-        try:
-            check()
-        except ValueError as err:
-            raise ValueError(f"{prefix}{err}") from None
 
 
 def named_monitors(monitors: Sequence[Reward | Callable[[list, list], Any]]) -> dict[str, Reward]:
@@ -237,28 +158,19 @@ class MILRModule(LightningModule):
         on_reward_failure: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
-        check_options(
-            mode=mode, text_ratio=text_ratio, image_ratio=image_ratio, lr=lr, max_steps=max_steps,
-            reward_threshold=reward_threshold, estimator=estimator, samples_per_step=samples_per_step,
-            batch_size=batch_size, prompt_format=prompt_format, step_order=step_order, phase_steps=phase_steps,
-            latent_dtype=latent_dtype, image_loss_tokens=image_loss_tokens, method=method, best_of_n=best_of_n,
-            reward_timeout=reward_timeout, reward_retries=reward_retries, reward_backoff=reward_backoff,
-            on_reward_failure=on_reward_failure,
-        )
         self.save_hyperparameters(ignore=["backbone", "reward", "monitors"])
+        self.options = MILROptions.of(self.hparams)  # checks every option, naming it
         self.backbone = backbone
         self.reward = as_reward(reward)
         self.monitors = named_monitors(monitors or [])
         self.updates = method in UPDATING
         self.step_budget = step_budget(method, max_steps, estimator, samples_per_step, best_of_n)
-        self.call_policy = CallPolicy(timeout=reward_timeout, retries=reward_retries, backoff=reward_backoff)
+        self.call_policy = self.options.call_policy
         self.uses_text = mode in ("text", "both")
         self.uses_image = mode in ("image", "both")
         self.think_in_image = mode != "image" or image_mode_think  # the image prompt carries the think text
-        self.schedule = StepSchedule(
-            step_order, tuple(g for g, used in (("text", self.uses_text), ("image", self.uses_image)) if used), max_steps, phase_steps
-        )
-        self.latent_dtype = _LATENT_DTYPES[latent_dtype]
+        self.schedule = self.options.schedule()
+        self.latent_dtype = LATENT_DTYPES[latent_dtype]
         self.image_prefix_len = prefix_length(image_ratio, backbone.num_image_tokens) if self.uses_image else 0
         if self.uses_image and self.image_prefix_len == 0:
             raise ValueError(

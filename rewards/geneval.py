@@ -31,7 +31,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from data.prompt import Prompt
-from milr.runs import RESULT_FILE, Run, read_run
+from milr.results.layout import RESULT_FILE
+from milr.results.official import ImageScore, OfficialScore
+from milr.results.runs import Run, read_run
 from rewards.base import Reward, RewardOutput, register
 from rewards.geneval_rules import (
     COLORS,
@@ -50,7 +52,7 @@ from rewards.geneval_rules import (
 )
 from rewards.hub import load_pretrained
 from rewards.mask2former import Instances, Mask2FormerDetector
-from rewards.run_scores import ImageScore, OfficialScore, add_scoring_arguments, reward_from_args, run_details, score_batches
+from rewards.run_scores import add_scoring_arguments, reward_from_args, run_details, score_batches
 
 __all__ = [  # the rules are re-exported: ``rewards.geneval.judge`` / ``Detection`` are the public API
     "COLORS", "OBJECT_NAMES", "TASKS", "Detection", "Rules", "Verdict", "judge", "summarize",

@@ -1,55 +1,23 @@
 """Official benchmark scores of a run folder, shared by ``python -m rewards.{geneval,t2i_compbench,wise} RUN_DIR``.
 
-Each command computes its benchmark's summary with its own rules and writes it to
-``RUN_DIR/official/<benchmark>.json`` in one benchmark-neutral form: per group (GenEval task,
-T2I-CompBench category, WISE category) the score and count, the overall score when the
-benchmark defines one, and every image's ``(key, repeat, group, score)``, which
-``milr.report`` reads (it may not import a reward) to show official scores and pair runs.
+Each command computes its benchmark's summary with its own rules and writes it as
+``RUN_DIR/official/<benchmark>.json`` (``milr.results.official``), which ``milr.report`` reads
+to show official scores and pair runs.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 from PIL import Image, ImageOps
 
 from data.prompt import Prompt
-from milr.files import atomic_write
-from milr.runs import OFFICIAL_DIR, PromptRun, Repeat, Run
+from milr.results.official import ImageScore, OfficialScore
+from milr.results.runs import PromptRun, Repeat, Run
 from rewards.base import RewardFn, score
 
 T = TypeVar("T")
-
-
-@dataclass
-class ImageScore:
-    key: str
-    repeat: int
-    group: str
-    score: float
-
-
-@dataclass
-class OfficialScore:
-    """One benchmark's summary of one run: ``groups`` = {group: {"score", "n"}}."""
-
-    benchmark: str
-    source: str  # what produced the per-image scores (re-scored images, or the run's own reward details)
-    groups: dict[str, dict[str, float]]
-    overall: Optional[float]
-    images: list[ImageScore] = field(default_factory=list)
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # the benchmark's further figures (the report reads none)
-
-    def write(self, run_dir: Path) -> Path:
-        """``RUN_DIR/official/<benchmark>.json``, atomically: a report never reads half a file."""
-        path = Path(run_dir) / OFFICIAL_DIR / f"{self.benchmark}.json"
-        atomic_write(path, json.dumps(asdict(self), indent=1))
-        return path
 
 
 def group_means(images: Sequence[ImageScore], order: Sequence[str] = ()) -> dict[str, dict[str, float]]:

@@ -55,7 +55,7 @@ from PIL import Image
 from scipy import ndimage
 
 from data.prompt import Prompt
-from milr.runs import PromptRun, Repeat, Run, read_run
+from milr.results.runs import PromptRun, Repeat, Run, read_run
 from milr.shapes.prompts import GENEVAL_TAGS, TAGS, parse_plan
 from milr.shapes.world import BACKGROUND, CANVAS, CELL, COLORS, GRID, MASKS, PALETTE, SHAPES, Obj, render
 from rewards.base import Reward, RewardOutput, register

@@ -52,7 +52,8 @@ from PIL import Image
 
 from data.bundled import BENCHMARKS, resolve_path
 from data.prompt import Prompt
-from milr.runs import Run, read_run
+from milr.results.official import ImageScore, OfficialScore
+from milr.results.runs import Run, read_run
 from rewards import compbench_rules as rules
 from rewards.base import Reward, RewardOutput, register
 from rewards.blip_vqa import BlipVqa
@@ -60,7 +61,7 @@ from rewards.clip_score import CLIPScoreReward
 from rewards.compbench_text import drop_adjectives
 from rewards.depth import DepthEstimator
 from rewards.grounding import Detection, GroundingDetector
-from rewards.run_scores import ImageScore, OfficialScore, add_scoring_arguments, group_means, print_official, reward_from_args, run_details
+from rewards.run_scores import add_scoring_arguments, group_means, print_official, reward_from_args, run_details
 
 CategoryOption = Literal["auto", "color", "shape", "texture", "spatial", "non_spatial", "numeracy", "3d_spatial", "complex"]
 CATEGORIES: tuple[str, ...] = get_args(CategoryOption)[1:]

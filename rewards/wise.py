@@ -23,11 +23,11 @@ import torch
 from PIL import Image
 
 from data.prompt import Prompt
-from milr.export import wise_rows
-from milr.runs import Run, read_run
+from milr.results.export import wise_rows
+from milr.results.official import ImageScore, OfficialScore
+from milr.results.runs import Run, read_run
 from rewards.base import Reward, RewardOutput, register
 from rewards.judges import Conversation, Judge, OpenAIJudge, QwenVLJudge, conversation
-from rewards.run_scores import ImageScore, OfficialScore
 
 Protocol = Literal["legacy", "verified"]
 

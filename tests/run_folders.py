@@ -1,4 +1,4 @@
-"""Fabricates run folders in the run-folder contract (milr.runs), so readers are tested on
+"""Fabricates run folders in the run-folder contract (milr.results.runs), so readers are tested on
 layouts the writer does not produce yet: per-repeat files, non-numeric keys, ``monitors``."""
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ def all_modules() -> list[str]:
     names = []
     for package in PACKAGES:
         path = [str(ROOT / package)]
-        names += [package] + [f"{package}.{m.name}" for m in pkgutil.walk_packages(path) if not m.name.startswith("_")]
+        found = pkgutil.walk_packages(path, prefix=f"{package}.")  # subpackages too (milr.results, milr.bench)
+        names += [package] + [m.name for m in found if not m.name.rsplit(".", 1)[1].startswith("_")]
     return sorted(names)
 
 

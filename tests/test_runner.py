@@ -12,7 +12,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train_free_runner
-from milr.runs import read_run
+from milr.results.runs import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model.max_steps", "3", "--model.reward.init_args.calibration_samples", "16", "--trainer.enable_progress_bar", "false"]

@@ -40,7 +40,7 @@ from typing import Any, Optional, Sequence, TextIO
 
 import yaml
 
-from milr import report
+from milr.results import report
 from milr.experiments import shapes_report as stats
 from milr.methods import reward_call_budget
 from milr.schedule import STEP_ORDERS

@@ -1,6 +1,6 @@
 """Statistics of the Shapes experiment (``milr.experiments.shapes``), from its run folders alone.
 
-Every number comes from what a run folder records (``milr.runs``), the scores
+Every number comes from what a run folder records (``milr.results.runs``), the scores
 ``python -m rewards.shapes RUN_DIR`` wrote (``official/shapes_geneval.json``) and the run's
 TensorBoard ``time/*`` scalars. Paired differences and their 95 % intervals are
 ``milr.report.paired``: per prompt the mean difference over the seeds (repeats) both runs have,
@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from milr.report import NA, Metric, RunView, fmt, paired, repeats_of
-from milr.runs import Repeat
+from milr.results.report import NA, Metric, RunView, fmt, paired, repeats_of
+from milr.results.runs import Repeat
 from milr.shapes.prompts import GENEVAL_TAGS, TAGS
 from rewards.shapes import plan_correct
 

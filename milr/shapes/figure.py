@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 from milr.files import atomic_write
-from milr.runs import read_run
+from milr.results.runs import read_run
 
 SCALE = 4
 PAD = 8

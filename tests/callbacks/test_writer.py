@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from callbacks.writer import completed, summarize
+from milr.results.summary import summarize
+from milr.results.write import completed
 from milr.files import atomic_write
 
 

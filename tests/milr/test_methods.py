@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from milr.methods import reward_call_budget, step_budget
-from milr.module import check_options, prompt_seed
+from milr.module import prompt_seed
+from milr.options import check_options
 from milr.prompts import image_prompt, think_text
 from milr.state import StopReason
 from rewards.base import Reward, RewardOutput

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from milr import report
+from milr.results import report
 from milr.experiments import shapes, shapes_report as stats
 from milr.methods import reward_call_budget, step_budget
-from milr.runs import Repeat
+from milr.results.runs import Repeat
 from milr.shapes.prompts import plan_text, scene
 from tests.run_folders import FakePrompt, Step, fake_run
 

@@ -25,7 +25,7 @@ import torch
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLForConditionalGeneration
 
 import train_free_runner
-from milr import report
+from milr.results import report
 from rewards.compbench_rules import attribute_score
 from rewards.geneval import COLORS
 from rewards.judges import JudgeParseError

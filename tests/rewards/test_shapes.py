@@ -16,7 +16,7 @@ from PIL import Image
 import rewards
 from data.formats import load_prompts
 from data.prompt import Prompt
-from milr import report
+from milr.results import report
 from milr.shapes import prompts, world
 from milr.shapes.world import Obj
 from rewards import shapes

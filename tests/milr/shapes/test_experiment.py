@@ -13,7 +13,7 @@ import os
 import pytest
 
 from milr.experiments import shapes
-from milr.runs import read_run
+from milr.results.runs import read_run
 from milr.shapes import CHECKPOINT
 
 MODEL = os.environ.get("MILR_SHAPES_MODEL", "shapes")

@@ -21,7 +21,7 @@ import yaml
 
 import train_free_runner
 from milr.experiments.shapes import CONFIGS, MAIN_CONFIG, REPO, per_tag_subset
-from milr.runs import read_run
+from milr.results.runs import read_run
 from milr.shapes import CHECKPOINT
 
 MODEL = os.environ.get("MILR_SHAPES_MODEL", "shapes")

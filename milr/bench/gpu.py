@@ -2,7 +2,7 @@
 
 A GPU machine is lent for minutes, so this is one prepared command that cannot waste them. For
 each model shape (on CUDA by default 7B, then 1B, random weights built directly on the device in
-bf16 by ``milr.model_sizes.random_backbone``) it runs these parts, most important first:
+bf16 by ``milr.bench.model_sizes.random_backbone``) it runs these parts, most important first:
 
 1. ``generate``: transformers' plain generation + VQ decode at batch 1 and at batch B (8);
 2. ``both``: a ``both`` step at batch 1 and at batch B (÷ the plain generation: ≤ 1.15);
@@ -46,23 +46,23 @@ import torch
 
 import milr
 from milr.backbone import JanusBackbone, resolve_device
-from milr.bench import (
-    TARGETS,
-    Brightness,
-    bench_prompts,
+from milr.bench.model_sizes import SHAPES, parameter_count, random_backbone
+from milr.bench.output import rounded, stdout_to_stderr
+from milr.bench.prompts import bench_prompts
+from milr.bench.reward import Brightness
+from milr.bench.targets import TARGETS
+from milr.bench.timing import (
     clock,
     compile_all_shapes,
     decode_bound,
     memory_bandwidth_gbs,
     peak_memory_mb,
     prompts_per_hour,
-    rounded,
-    stdout_to_stderr,
     time_generate,
     time_mode,
 )
+from milr.files import atomic_write
 from milr.prompts import image_prompt
-from milr.model_sizes import SHAPES, parameter_count, random_backbone
 from rewards.base import from_config
 
 PARTS = ("generate", "both", "image", "decode", "memory", "throughput", "compiled")
@@ -76,7 +76,7 @@ GPU_PLAN: list[tuple[str, list[str]]] = [
     ("1b", ["generate", "throughput", "compiled", "both", "image", "decode"]),
 ]
 
-#: report key → (comparison, limit, what it is); the limits are ``milr.bench.TARGETS``' where shared.
+#: report key → (comparison, limit, what it is); the limits are ``milr.bench.targets.TARGETS``' where shared.
 GPU_TARGETS: dict[str, tuple[str, float, str]] = {
     "both_over_generate_batch1": (*TARGETS["step_over_generate"][:2], "`both` step ÷ plain generation, batch 1"),
     "both_over_generate_batchB": (*TARGETS["step_over_generate"][:2], "`both` step ÷ plain generation, batch B"),
@@ -190,14 +190,8 @@ class Report:
         self.data["targets"] = check_gpu_targets(self.data)
         self.out.mkdir(parents=True, exist_ok=True)
         data = rounded(self.data)
-        _atomic_write(self.out / "gpu_bench.json", json.dumps(data, indent=1) + "\n")
-        _atomic_write(self.out / "gpu_bench.md", markdown(data))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+        atomic_write(self.out / "gpu_bench.json", json.dumps(data, indent=1) + "\n")
+        atomic_write(self.out / "gpu_bench.md", markdown(data))
 
 
 def check_gpu_targets(data: dict[str, Any]) -> list[dict[str, Any]]:

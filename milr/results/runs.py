@@ -1,12 +1,10 @@
-"""Reads a run folder back: the one place that knows the run-folder layout, for the exporters,
-the benchmark summaries and the report (which must not import the writer or a reward).
+"""Reads a run folder back (``milr.results.layout``), for the exporters, the benchmark commands
+and the report, which must not import the writer or a reward.
 
-Layout: ``RUN_DIR/config.yaml``, ``summary.json`` and one folder per prompt with
-``metadata.jsonl``, ``samples/{r:04d}.png`` (the selected image of repeat r),
-``initial/{r:04d}.png`` (or ``initial.png``), ``trace/{r:04d}.jsonl`` (or ``trace.jsonl``) and,
-written last, ``result.json``. Prompts are found by their ``result.json``, never by folder
-name; a flat ``result.json`` is one repeat, a ``"repeats"`` list is one dict per repeat.
-A field a run did not record is ``None`` (shown as "n/a"), never a guess.
+Prompts are found by their ``result.json``, never by folder name; a flat ``result.json`` is one
+repeat, a ``"repeats"`` list is one dict per repeat, and a one-repeat prompt may have the flat
+``initial.png`` / ``trace.jsonl`` of older runs. A field a run did not record is ``None``
+(shown as "n/a"), never a guess.
 """
 
 from __future__ import annotations
@@ -19,8 +17,7 @@ from typing import Any, Optional
 
 import yaml
 
-RESULT_FILE = "result.json"
-OFFICIAL_DIR = "official"  # official/<benchmark>.json: a benchmark command's summary of the run (rewards.run_scores)
+from milr.results.layout import CONFIG_FILE, INITIAL_DIR, METADATA_FILE, RESULT_FILE, SAMPLES_DIR, SUMMARY_FILE, TRACE_DIR
 
 
 @dataclass
@@ -143,22 +140,22 @@ def _per_repeat(folder: Path, name: str, suffix: str, r: int, flat: bool) -> Opt
 def read_prompt(folder: Path, select: Optional[str] = None) -> PromptRun:
     """One prompt folder (it must hold ``result.json``)."""
     result = json.loads((folder / RESULT_FILE).read_text())
-    meta_file = folder / "metadata.jsonl"
+    meta_file = folder / METADATA_FILE
     metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     records = result.get("repeats") or [result]
     flat = len(records) == 1
-    samples = sorted(p.name for p in (folder / "samples").glob("*.png"))
+    samples = sorted(p.name for p in (folder / SAMPLES_DIR).glob("*.png"))
     expected = [f"{r:04d}.png" for r in range(len(records))]
     if samples != expected:
         raise ValueError(f"{folder}: result.json has {len(records)} repeat(s), expected samples {expected}, found {samples}")
     repeats = []
     for r, record in enumerate(records):
-        trace_file = _per_repeat(folder, "trace", ".jsonl", r, flat)
+        trace_file = _per_repeat(folder, TRACE_DIR, ".jsonl", r, flat)
         repeats.append(
             Repeat(
                 index=r,
-                sample=folder / "samples" / expected[r],
-                initial=_per_repeat(folder, "initial", ".png", r, flat),
+                sample=folder / SAMPLES_DIR / expected[r],
+                initial=_per_repeat(folder, INITIAL_DIR, ".png", r, flat),
                 trace=_read_jsonl(trace_file) if trace_file else [],
                 record=record,
                 select=select,
@@ -172,7 +169,7 @@ def read_run(folder: str | Path) -> Run:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"run folder {folder} does not exist")
-    config_file, summary_file = folder / "config.yaml", folder / "summary.json"
+    config_file, summary_file = folder / CONFIG_FILE, folder / SUMMARY_FILE
     config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     select = (config.get("model") or {}).get("select")

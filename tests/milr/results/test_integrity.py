@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import train_free_runner
-from milr.run_folder import RunLock, RunMismatch
+from milr.results.fingerprint import RunMismatch
+from milr.results.lock import RunLock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 FAST = ["--model.reward.init_args.calibration_samples", "16", "--trainer.enable_progress_bar", "false"]
 
 
@@ -166,7 +167,7 @@ def test_a_prompt_folder_appears_whole_or_not_at_all(tmp_path):
 def test_a_run_killed_between_two_writes_is_finished_by_the_next_one(tmp_path, monkeypatch):
     """Killed after a prompt's last repeat was staged but before its folder was renamed into place:
     the next run completes that folder instead of losing or redoing the prompt."""
-    from callbacks import writer
+    from milr.results import write as writer
 
     real_rename = os.rename
 

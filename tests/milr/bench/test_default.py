@@ -12,8 +12,12 @@ import torch
 from PIL import Image
 
 from data.prompt import Prompt
-from milr.bench import TARGETS, BenchReward, main, render, stdout_to_stderr
-from milr.model_sizes import SHAPES, Shape, janus_config, llama_config, parameter_count, random_backbone
+from milr.bench.cli import main
+from milr.bench.default import render
+from milr.bench.model_sizes import SHAPES, Shape, janus_config, llama_config, parameter_count, random_backbone
+from milr.bench.output import stdout_to_stderr
+from milr.bench.reward import BenchReward
+from milr.bench.targets import TARGETS
 from milr.tiny import tiny_tokenizer
 from rewards.base import Reward, RewardOutput
 from rewards.random_weights import write_geneval

@@ -10,8 +10,8 @@ import re
 import pytest
 from PIL import Image
 
-from milr import export
-from milr.runs import read_run
+from milr.results import export
+from milr.results.runs import read_run
 from tests.run_folders import FakePrompt, Step, color_of, fake_run, selected_index
 
 

@@ -1,5 +1,5 @@
-"""What makes a results folder trustworthy across runs: the run's identity (a fingerprint of every
-setting that changes results) and one writer at a time (a lock naming its owner).
+"""A run folder holds one run's results: the run's identity is a fingerprint of every setting
+that changes results (one writer at a time is ``milr.results.lock``).
 
 ``run.json`` records the fingerprint and the settings behind it when a folder is first used; a
 later run into the folder must have the same fingerprint. Settings that cannot change results
@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
-RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
+from milr.results.layout import RESULT_FILE, RUN_FILE
 
 #: config entries that never change what a run produces (dotted paths; a prefix covers its children)
 NOT_RESULTS = (
@@ -67,7 +63,7 @@ def check_run(output_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | No
     path = Path(output_dir) / RUN_FILE
     record = {"fingerprint": fingerprint(settings), "settings": settings}
     if not path.is_file():
-        if any(Path(output_dir).glob("*/result.json")):
+        if any(Path(output_dir).glob(f"*/{RESULT_FILE}")):
             raise RunMismatch(
                 f"{output_dir} holds results but no {RUN_FILE} (written by an older milr): its settings are unknown. "
                 "Use a new --output_dir, or --new_run NAME to start a separate run inside it"
@@ -94,66 +90,3 @@ def check_prompts(output_dir: Path, stored: dict[str, dict[str, Any]], prompts: 
                 f"{Path(output_dir) / prompt.key} holds another prompt ({there['text'][:40]!r}) than this run's "
                 f"{prompt.key} ({prompt.text[:40]!r}); a different prompt file? Use a new --output_dir or --new_run NAME"
             )
-
-
-def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks (tells a live owner from a reused pid), where /proc has it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(owner: dict[str, Any]) -> bool:
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    ticks = _start_ticks(int(owner["pid"]))
-    return ticks is None or owner.get("start_ticks") in (None, ticks)
-
-
-class RunLock:
-    """One writer per folder: ``<out>/.lock`` names the owner (pid, host, start). A second run is
-    refused while the owner lives; a lock left by a dead process on this host is taken over."""
-
-    def __init__(self, output_dir: str | Path) -> None:
-        self.path = Path(output_dir) / LOCK_FILE
-        self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "start_ticks": _start_ticks(os.getpid()),
-                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        self.held = False
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.owner, f)
-            self.held = True
-            return
-        raise RunMismatch(f"{self.path.parent} is in use by another run (lock {self.path})")
-
-    def _take_over_if_stale(self) -> None:
-        try:
-            owner = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            owner = {}
-        if owner.get("host") == self.owner["host"] and "pid" in owner and not _alive(owner):
-            self.path.unlink(missing_ok=True)  # its owner died (killed, crashed): take the folder over
-            return
-        where = f"pid {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')}"
-        raise RunMismatch(
-            f"{self.path.parent} is in use by another run ({where}); wait for it, use another --output_dir, "
-            f"or delete {self.path} if that run is gone"
-        )
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from milr import gpu_bench
-from milr.bench import main
-from milr.gpu_bench import GPU_TARGETS, PARTS, parse_args
+from milr.bench import gpu
+from milr.bench.cli import main
+from milr.bench.gpu import GPU_TARGETS, PARTS, parse_args
 from rewards.random_weights import write_geneval
 
-GENEVAL = str(Path(__file__).resolve().parents[2] / "data/benchmarks/geneval/evaluation_metadata.jsonl")
+GENEVAL = str(Path(__file__).resolve().parents[3] / "data/benchmarks/geneval/evaluation_metadata.jsonl")
 FAST = ["--suite", "gpu", "--device", "cpu", "--model", "tiny", "--batch", "4", "--think-tokens", "8"]
 
 
@@ -78,7 +78,7 @@ def test_parts_that_do_not_fit_the_budget_are_skipped_with_their_reason(tmp_path
 
 
 def test_a_part_running_past_the_time_limit_is_interrupted_and_what_came_before_is_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_bench.ModelRun, "decode", lambda self: time.sleep(60))
+    monkeypatch.setattr(gpu.ModelRun, "decode", lambda self: time.sleep(60))
     start = time.perf_counter()
     data = main([*FAST, "--parts", "generate,decode,throughput", "--budget-s", "8", "--out", str(tmp_path)])
     assert time.perf_counter() - start < 20
@@ -94,7 +94,7 @@ def test_cuda_runs_the_real_shapes_and_every_option_is_checked():
     assert all(parts[0] == "generate" for _, parts in plan)  # every other part is estimated from it
     assert parse_args(["--device", "cpu"]).plan == [("small", list(PARTS))]
     with pytest.raises(ValueError, match="unknown model shapes or parts"):
-        gpu_bench.run_suite(parse_args(["--device", "cpu", "--model", "3b"]))
+        gpu.run_suite(parse_args(["--device", "cpu", "--model", "3b"]))
 
 
 def test_gpu_bandwidth_comes_from_the_memory_clock_and_bus_width(monkeypatch):
@@ -104,7 +104,7 @@ def test_gpu_bandwidth_comes_from_the_memory_clock_and_bus_width(monkeypatch):
 
     h100 = types.SimpleNamespace(memory_clock_rate=2_619_000, memory_bus_width=5120)  # kHz, bits (H100 SXM)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: h100)
-    assert gpu_bench.device_bandwidth_gbs(torch.device("cuda", 0)) == pytest.approx(3352, rel=1e-3)  # the 3.35 TB/s spec
+    assert gpu.device_bandwidth_gbs(torch.device("cuda", 0)) == pytest.approx(3352, rel=1e-3)  # the 3.35 TB/s spec
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: types.SimpleNamespace())
-    assert gpu_bench.device_bandwidth_gbs(torch.device("cuda", 0)) is None  # a torch that does not report them
-    assert gpu_bench.device_bandwidth_gbs(torch.device("cpu")) is None
+    assert gpu.device_bandwidth_gbs(torch.device("cuda", 0)) is None  # a torch that does not report them
+    assert gpu.device_bandwidth_gbs(torch.device("cpu")) is None

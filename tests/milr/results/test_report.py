@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from milr import report
+from milr.results import report
 from rewards import wise
 from tests.run_folders import FakePrompt, Step, fake_run
 

@@ -1,6 +1,6 @@
-"""``python -m milr.bench``: what a MILR step costs next to a plain Janus-Pro image generation.
+"""``python -m milr.bench`` (the default suite): what a MILR step costs next to a plain Janus-Pro image generation.
 
-Measured side by side in one process, on a random model of the chosen shape (``milr.model_sizes``):
+Measured side by side in one process, on a random model of the chosen shape (``milr.bench.model_sizes``):
 
 - ``generate_s``: one plain generation of a batch: transformers' own
   ``model.generate(generation_mode="image", do_sample=True, top_k=0, guidance_scale=5)`` on the
@@ -39,256 +39,41 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
 import gc
-import io
 import json
 import logging
 import os
-import pstats
-import resource
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
-from lightning import Callback, LightningModule, Trainer
-from PIL import Image
 
 import milr
-from data.formats import load_prompts
 from data.prompt import Prompt
 from milr.backbone import JanusBackbone, resolve_device
+from milr.bench.model_sizes import SHAPES, Shape, random_backbone
+from milr.bench.output import rounded, stdout_to_stderr
+from milr.bench.prompts import bench_prompts
+from milr.bench.reward import BenchReward, Brightness
+from milr.bench.targets import check_targets
+from milr.bench.timing import (
+    StepClock,
+    clock,
+    compile_all_shapes,
+    decode_bound,
+    peak_memory_mb,
+    prompts_per_hour,
+    shadowing,
+    time_generate,
+    time_mode,
+)
 from milr.prompts import image_prompt, think_text
-from milr.model_sizes import SHAPES, Shape, random_backbone
-from rewards.base import Reward, RewardOutput, from_config, score
+from rewards.base import Reward, from_config, score
 
 MODES = ("text", "image", "both")
-
-PROMPTS = [
-    "a photo of a red apple and a blue cup",
-    "two black dogs playing with an orange ball",
-    "a green bird sitting left of a yellow banana",
-    "a purple flower in a pink vase next to a gray stone",
-    "a white cat on a brown wooden table",
-    "three blue cups on a table",
-    "a yellow taxi under the white sky",
-    "an orange ball right of a black dog",
-]
-
-#: The performance targets: report key → (comparison, limit, where the target is meant to hold).
-TARGETS: dict[str, tuple[str, float, str]] = {
-    "step_over_generate": ("<=", 1.15, "any model, same batch"),  # a `both` step / a plain generation
-    "image_over_both": ("<=", 0.8, "any model"),  # an `image` step / a `both` step
-    "text_cache_speedup": (">=", 5.0, "small"),  # think tokens/s cached / uncached
-    "batch_speedup": (">=", 5.0, "GPU, batch 8"),  # prompts/hour at batch B / at batch 1
-    "peak_mem_mb": ("<=", 24 * 1024.0, "7b + GenEval reward, CUDA"),  # fits a 24 GB GPU
-    "rss_mb_per_1000": ("<=", 5.0, "tiny, CPU"),  # a long run's host memory stays flat
-}
-
-
-class Brightness(Reward):
-    """The default reward: nearly free and deterministic, so a step's time is MILR's own."""
-
-    name = "brightness"
-
-    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
-        scores = [float(np.asarray(image, dtype=np.float32).mean()) / 255.0 for image in images]
-        return RewardOutput(torch.tensor(scores, dtype=torch.float32), [{} for _ in scores])
-
-
-class BenchReward(Reward):
-    """The measured reward (``Brightness`` unless ``--reward-config`` names one), paid in full, its
-    score halved so it stays ≤ 0.5: never above a 0.5 threshold. With ``pass_after=S``, prompt ``i``
-    scores 1 from its ``1 + i % S``-th optimisation step on, so prompts stop at different steps,
-    the same ones at every batch size."""
-
-    def __init__(self, reward: Reward | None = None, pass_after: int | None = None) -> None:
-        self.reward = reward or Brightness()
-        self.name = self.reward.name
-        self.pass_after = pass_after
-        self.calls: dict[int, int] = {}
-
-    def setup(self, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, backbone: Any = None) -> None:
-        super().setup(device=device, dtype=dtype, backbone=backbone)
-        self.reward.setup(device=device, dtype=dtype, backbone=backbone)
-
-    def evaluate(self, images: list[Image.Image], prompts: list[Prompt]) -> RewardOutput:
-        out = score(self.reward, images, prompts)
-        scores = []
-        for value, prompt in zip(out.scores.tolist(), prompts):
-            step = self.calls.get(prompt.index, 0)
-            self.calls[prompt.index] = step + 1
-            passed = self.pass_after is not None and step >= 1 + prompt.index % self.pass_after
-            scores.append(1.0 if passed else 0.5 * value)
-        return RewardOutput(torch.tensor(scores, dtype=torch.float32), out.details)
-
-
-def clock(device: torch.device) -> float:
-    """Wall time after the device's queued work is done."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-@contextlib.contextmanager
-def shadowing(bb: JanusBackbone, name: str, on_call: Any):
-    """Call ``on_call(*args, **kwargs)`` before every call of the backbone method ``name``, by
-    shadowing the method on the instance."""
-    method = getattr(bb, name)
-
-    def counted(*args: Any, **kwargs: Any):
-        on_call(*args, **kwargs)
-        return method(*args, **kwargs)
-
-    setattr(bb, name, counted)
-    try:
-        yield
-    finally:
-        delattr(bb, name)
-
-
-class StepClock(Callback):
-    """Per training batch (one MILR step of every running prompt): wall time, the module's phase
-    timings and how often the think text was decoded; optionally a cProfile of one batch."""
-
-    def __init__(self, backbone: JanusBackbone, profile_batch: int | None = None) -> None:
-        self.backbone = backbone
-        self.profile_batch = profile_batch
-        self.walls: list[float] = []
-        self.phases: list[dict[str, float]] = []
-        self.thinks: list[int] = []
-        self.profile: cProfile.Profile | None = None
-        self._start = 0.0
-        self._calls = 0
-
-    def counting_think(self) -> contextlib.AbstractContextManager:
-        """Count ``backbone.think`` calls."""
-        return shadowing(self.backbone, "think", lambda prompts, *args, **kwargs: setattr(self, "_calls", self._calls + 1))
-
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        if len(self.walls) == self.profile_batch:
-            self.profile = cProfile.Profile()
-            self.profile.enable()
-        self._calls = 0
-        self._start = clock(self.backbone.device)
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.walls.append(clock(self.backbone.device) - self._start)
-        self.phases.append(dict(pl_module.timings))
-        self.thinks.append(self._calls)
-        if self.profile is not None and len(self.walls) - 1 == self.profile_batch:
-            self.profile.disable()
-
-
-@dataclass
-class ModeTiming:
-    stage0_s: float
-    step_s: float
-    shares: dict[str, float]
-    think_calls: int  # think decodes in the timed steps (the module re-decodes only a changed text prefix)
-    profile: str = ""
-
-
-def time_mode(
-    bb: JanusBackbone, mode: str, prompts: Sequence[Prompt], steps: int, lr: float, reward: Reward, profile: bool = False
-) -> ModeTiming:
-    """One ``milr.optimize`` run of ``steps`` steps; a profiled extra step is left out of the mean."""
-    timer = StepClock(bb, profile_batch=1 if profile else None)
-    extra = int(profile)
-    with timer.counting_think():
-        milr.optimize(
-            list(prompts), bb, BenchReward(reward), mode=mode, lr=lr, max_steps=steps + extra,
-            batch_size=len(prompts), callbacks=[timer],
-        )  # fmt: skip
-    if len(timer.walls) != 1 + extra + steps:
-        raise RuntimeError(
-            f"mode {mode}: expected stage 0 + {steps + extra} steps, ran {len(timer.walls)} batches; "
-            "a prompt stopped early (e.g. an empty text prefix: raise --think-tokens)"
-        )
-    walls, phases = timer.walls[1 + extra :], timer.phases[1 + extra :]
-    step = sum(walls) / steps
-    decode = sum(p.get("decode", 0.0) for p in phases) / steps
-    reward = sum(p.get("reward", 0.0) for p in phases) / steps
-    shares = {"decode": decode / step, "reward": reward / step, "update": max(step - decode - reward, 0.0) / step}
-    profile_report = profile_text(timer.profile) if timer.profile else ""
-    return ModeTiming(timer.walls[0], step, shares, sum(timer.thinks[1 + extra :]), profile_report)
-
-
-def profile_text(profile: cProfile.Profile, top: int = 18) -> str:
-    """The step's call tree (cumulative, milr/transformers frames) and its hottest operations."""
-    out = io.StringIO()
-    stats = pstats.Stats(profile, stream=out)
-    out.write("── cumulative time, milr and transformers model frames ──\n")
-    stats.sort_stats("cumulative").print_stats(r"milr/|models/(llama|janus)/", top)
-    out.write("── own time (operators) ──\n")
-    stats.sort_stats("tottime").print_stats(top)
-    return out.getvalue()
-
-
-def time_generate(bb: JanusBackbone, texts: Sequence[str], seed: int = 0) -> tuple[float, float, list[Image.Image]]:
-    """transformers' own CFG image generation of ``texts`` (chat-formatted), then the VQ decode.
-    Returns (generate seconds, generate + decode seconds, the images)."""
-    config = bb.model.generation_config
-    config.pad_token_id, config.bos_token_id = bb.pad_id, bb.bos_id  # a random model has none
-    config.generation_kwargs = {**getattr(config, "generation_kwargs", {}), "boi_token_id": bb.boi_id}
-    enc = bb.tokenizer([t + bb.boi_token for t in texts], return_tensors="pt", padding=True).to(bb.device)
-    torch.manual_seed(seed)
-    start = clock(bb.device)
-    tokens = bb.model.generate(
-        enc.input_ids,
-        attention_mask=enc.attention_mask,
-        generation_mode="image",
-        do_sample=True,
-        top_k=0,
-        guidance_scale=bb.guidance_scale,
-    )
-    generated = clock(bb.device)
-    images = bb.decode_images(tokens)
-    return generated - start, clock(bb.device) - start, images
-
-
-def compile_all_shapes(bb: JanusBackbone, image_prompts: Sequence[str]) -> None:
-    """Compile the decode step before anything is timed: the batch's shape, then a shape with
-    another batch size and cache length, which recompiles it with symbolic sizes (``dynamic=None``),
-    so no later batch size or prompt length compiles inside a timing."""
-    longer = image_prompts[0] + " detail" * 160  # past the next 128-token cache-length bucket
-    for rows in (list(image_prompts), [longer] * (2 if len(image_prompts) == 1 else 1)):
-        bb.sample_image(bb.image_context(rows), [torch.Generator(bb.device).manual_seed(0) for _ in rows])
-
-
-def memory_bandwidth_gbs(device: torch.device, megabytes: int = 256, repeats: int = 5) -> float:
-    """Measured memory bandwidth: bytes read + written per second by a large on-device copy."""
-    src = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # warm-up: page in both buffers
-    start = clock(device)
-    for _ in range(repeats):
-        dst.copy_(src)
-    seconds = (clock(device) - start) / repeats
-    return 2 * src.numel() * src.element_size() / seconds / 1e9
-
-
-def decode_bound(bb: JanusBackbone, seconds_batch1: float, bandwidth_gbs: float | None = None) -> dict[str, float]:
-    """Image-token decode at batch 1 (one [cond; uncond] pair) against the bandwidth bound: each
-    token step reads every language-model and generation-head weight once, so at best
-    ``bandwidth / weight bytes`` steps per second. ``bandwidth_gbs``: the device's figure, else a
-    copy is measured."""
-    modules = (bb.lm, bb.model.model.generation_head, bb.model.model.generation_aligner)
-    weight_bytes = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
-    bandwidth = memory_bandwidth_gbs(bb.device) if bandwidth_gbs is None else bandwidth_gbs
-    measured = bb.num_image_tokens / seconds_batch1
-    bound = bandwidth * 1e9 / weight_bytes
-    return {
-        "tokens_per_s_batch1": measured,
-        "bandwidth_gbs": bandwidth,
-        "weight_mb": weight_bytes / 2**20,
-        "bound_tokens_per_s": bound,
-        "fraction_of_bound": measured / bound,
-    }
 
 
 def think_speed(bb: JanusBackbone, prompt: str, tokens: int) -> dict[str, float]:
@@ -302,18 +87,6 @@ def think_speed(bb: JanusBackbone, prompt: str, tokens: int) -> dict[str, float]
         made = len(out.ids[0]) + (len(out.ids[0]) < tokens)  # the step that produced EOS counts
         speed[name] = made / seconds
     return speed
-
-
-def prompts_per_hour(bb: JanusBackbone, prompts: Sequence[Prompt], batch: int, steps: int, reward: Reward) -> float:
-    """Mode ``both`` with per-prompt early stopping (``BenchReward(reward, pass_after=steps)``)."""
-    start = clock(bb.device)
-    scheduled = BenchReward(reward, pass_after=steps)
-    results = milr.optimize(list(prompts), bb, scheduled, mode="both", max_steps=steps, reward_threshold=0.5, batch_size=batch)
-    seconds = clock(bb.device) - start
-    expected = [1 + i % steps for i in range(len(prompts))]
-    if [r.steps for r in results] != expected:
-        raise RuntimeError(f"batch {batch}: prompts took {[r.steps for r in results]} steps, expected {expected}")
-    return len(prompts) * 3600.0 / seconds
 
 
 def prompt_reuse(bb: JanusBackbone, prompts: Sequence[Prompt], batch: int, steps: int, lr: float, reward: Reward) -> dict[str, Any]:
@@ -340,14 +113,6 @@ def prompt_reuse(bb: JanusBackbone, prompts: Sequence[Prompt], batch: int, steps
     return out
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: max allocated by torch. CPU: the process's peak resident set size."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
-
-
 def resident_mb() -> float | None:
     """The process's current resident set (Linux: /proc/self/statm); None elsewhere."""
     try:
@@ -372,21 +137,9 @@ def rss_growth(bb: JanusBackbone, prompts: Sequence[Prompt], batch: int, reward:
     return {"prompts": measured, "rss_before_mb": before, "rss_after_mb": after, "mb_per_1000_prompts": per_1000}
 
 
-def check_targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each target the report has a value for: the value, the target, whether it is met, and where
-    the target is meant to hold (a CPU run reports GPU targets too, for the record)."""
-    checks = {}
-    for key, (op, limit, where) in TARGETS.items():
-        value = report.get(key)
-        if value is not None:
-            met = value <= limit if op == "<=" else value >= limit
-            checks[key] = {"value": value, "target": f"{op} {limit}", "met": met, "where": where}
-    return checks
-
-
 @dataclass
 class BenchConfig:
-    """What to measure; ``None`` takes the shape's default (``milr.model_sizes.SHAPES``)."""
+    """What to measure; ``None`` takes the shape's default (``milr.bench.model_sizes.SHAPES``)."""
 
     model: str = "tiny"
     batch: int | None = None
@@ -408,13 +161,6 @@ class BenchConfig:
 
 def _given(value: int | None, fallback: int) -> int:
     return fallback if value is None else value
-
-
-def bench_prompts(path: str | None, count: int) -> list[Prompt]:
-    """``count`` prompts with indices 0..count-1: from a prompt file (any ``data`` format, e.g.
-    GenEval's, whose metadata its reward needs), else from ``PROMPTS``, cycling when short."""
-    source = load_prompts(path) if path else [Prompt(text, i, {"prompt": text}) for i, text in enumerate(PROMPTS)]
-    return [Prompt(source[i % len(source)].text, i, source[i % len(source)].metadata) for i in range(count)]
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
@@ -493,17 +239,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         return report
     finally:
         torch.set_num_threads(threads)
-
-
-def rounded(value: Any) -> Any:
-    """Floats to 4 significant digits, recursively: timings are not more precise than that."""
-    if isinstance(value, float):
-        return float(f"{value:.4g}")
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v) for v in value]
-    return value
 
 
 def render(report: dict[str, Any]) -> None:
@@ -588,34 +323,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, bool]:
     parser.add_argument("--prompts-file", help="prompt file (e.g. GenEval's evaluation_metadata.jsonl, whose metadata its reward needs)")
     parser.add_argument("--rss-prompts", type=int, default=1000, help="prompts of the host-memory run (RSS growth per 1000 prompts; 0: skip it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    parser.add_argument("--suite", choices=["default", "gpu"], default="default", help="gpu: the budgeted GPU suite (milr.gpu_bench; its own options, see --suite gpu --help)")
+    parser.add_argument("--suite", choices=["default", "gpu"], default="default", help="gpu: the budgeted GPU suite (milr.bench.gpu; its own options, see --suite gpu --help)")
     args = vars(parser.parse_args(argv))
     as_json = args.pop("json")
     args.pop("suite")
     return BenchConfig(**args), as_json
 
 
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Send everything printed while measuring to stderr, native writes included (the tokenizer
-    trainer's progress bar writes to file descriptor 1), so stdout carries only the report."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--suite=gpu" in argv or any(a == "--suite" and b == "gpu" for a, b in zip(argv, argv[1:])):
-        from milr.gpu_bench import main as gpu_main  # imports this module: loaded only when asked
-
-        return gpu_main([a for a in argv if a not in ("--suite", "gpu", "--suite=gpu")])
+    """Measure, then print the report as tables (or ``--json``); returns it."""
     cfg, as_json = parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     with stdout_to_stderr():
@@ -630,7 +346,3 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if profile:
             print(profile)
     return report
-
-
-if __name__ == "__main__":
-    main()

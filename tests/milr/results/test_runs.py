@@ -1,4 +1,4 @@
-"""``milr.runs`` reads the run-folder contract: today's flat files and the per-repeat ones."""
+"""``milr.results.runs`` reads the run-folder contract: today's flat files and the per-repeat ones."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import pytest
 
 import train_free_runner
-from milr import export, report
-from milr.runs import read_run
-from tests.milr.test_export import compbench_listing
+from milr.results import export, report
+from milr.results.runs import read_run
+from tests.milr.results.test_export import compbench_listing
 from tests.run_folders import FakePrompt, Step, fake_run
 
 

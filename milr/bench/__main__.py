@@ -1,0 +1,5 @@
+"""``python -m milr.bench``."""
+
+from milr.bench.cli import main
+
+main()
