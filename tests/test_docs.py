@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Markdown files written by a command rather than kept in the repository (name or path → writer)
 GENERATED = {
     "report.md": "python -m milr.report",
-    "gpu_bench.md": "python -m milr.gpu_bench / scripts/gpu_bench.sh",
+    "gpu_bench.md": "python -m milr.bench --suite gpu",
     "shapes_experiment.md": "python -m milr.experiments.shapes",
     "docs/shapes_experiment.md": "python -m milr.experiments.shapes",
     "milr/shapes/checkpoint/README.md": "python -m milr.shapes.card",
