@@ -13,7 +13,7 @@ from milr import prompts as chat
 from milr.backbone import JanusBackbone
 from milr.shapes import prompts, world
 from milr.shapes.model import build_tokenizer
-from milr.shapes.train import IGNORE, Sequences, ShapesTraining, TrainConfig, build, train
+from milr.shapes.train import IGNORE, Sequences, ShapesTraining, TrainConfig, build, token_weights, train
 
 SMALL = TrainConfig(steps=3, think_batch=2, draw_batch=4, decoder_batch=2, warmup=1, hidden=32, layers=1, heads=2)
 
@@ -115,3 +115,19 @@ def test_a_missing_shapes_model_is_one_clear_error_naming_the_training_command(t
         check_checkpoint("shapes")
     with pytest.raises(CheckpointError, match=r"python -m milr.shapes.train --out .*absent"):
         JanusBackbone("shapes", device="cpu")
+
+
+def test_object_tokens_weigh_more_than_background_in_the_drawing_loss():
+    grid = torch.from_numpy(world.tokens([world.Obj((1, 2), "red", "circle")]).reshape(-1))
+    weights = token_weights(grid, 8.0)
+    assert weights.sum() == 60 * 1.0 + 4 * 8.0
+    assert (weights[grid >= world.BACKGROUND_CODES] == 8.0).all()
+
+
+def test_the_decoder_learns_scenes_as_drawn_and_random_grids():
+    """Half of each decoder batch are scenes (sparse, as the model draws them): a decoder trained on
+    dense random grids alone painted noise over sparse scenes."""
+    batch = Sequences(build_tokenizer(), TrainConfig(decoder_batch=8)).decoder_batch(random.Random(0))
+    objects = (batch["decoder_tokens"] >= world.BACKGROUND_CODES).sum(-1)
+    assert ((objects[:4] % 4 == 0) & (objects[:4] >= 4) & (objects[:4] <= 16)).all()  # scenes: 1-4 objects, 4 tokens each
+    assert objects[4:].float().mean() > objects[:4].float().mean()  # random grids: denser
