@@ -14,8 +14,7 @@ from safetensors.torch import load_file
 import train_free_runner
 from milr.backbone import CheckpointError, JanusBackbone, check_tokenizer
 from milr.tiny import tiny_janus
-
-REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "real_checkpoints"
+from tests.real_geometry import FIXTURE
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,7 @@ def test_lm_head_is_loaded_and_never_overwritten_by_the_embeddings(untied):
 def test_the_original_deepseek_ai_folder_is_refused_in_one_line_before_anything(tmp_path, capsys):
     folder = tmp_path / "Janus-Pro-7B"
     folder.mkdir()
-    shutil.copy(REAL / "deepseek_ai_janus_pro_7b_config_original.json", folder / "config.json")
+    shutil.copy(FIXTURE / "deepseek_ai_janus_pro_7b_config_original.json", folder / "config.json")
     with pytest.raises(SystemExit) as exit_:
         train_free_runner.main(["--model.backbone.name_or_path", str(folder), "--output_dir", str(tmp_path / "out")])
     assert exit_.value.code == 2
