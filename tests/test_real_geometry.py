@@ -17,7 +17,7 @@ from transformers import JanusProcessor
 
 import train_free_runner
 from milr.backbone import JanusBackbone
-from milr.model_sizes import SHAPES, janus_config
+from milr.bench.model_sizes import SHAPES, janus_config
 from milr.prompts import THINK_SYSTEM, THINK_TEMPLATE
 from tests.real_geometry import fact, save_checkpoint
 
