@@ -90,7 +90,7 @@ def test_the_compare_script_runs_every_method_at_equal_reward_calls_and_reports(
 
     from milr.results.runs import read_run
 
-    options = ["--config", str(ROOT / "configs" / "demo.yaml"), "--data.prompts", "[a red apple, a blue car]", "--model.max_steps", "4",
+    options = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--data.prompts", "[a red apple, a blue car]", "--model.max_steps", "4",
                "--model.reward_threshold", "null", "--model.reward.init_args.calibration_samples", "16", "--trainer.enable_progress_bar", "false"]
     env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run([str(ROOT / "configs" / "compare" / "run.sh"), str(tmp_path), *options], cwd=ROOT, env=env,

@@ -73,4 +73,4 @@ def test_a_normal_run_prints_no_lightning_info_lines_or_warnings(tmp_path):
     printed = proc.stdout + proc.stderr
     for noise in ("GPU available", "TPU available", "limit_train_batches", "Seed set", "Warning", "/?"):
         assert noise not in printed
-    assert "MILR summary" in proc.stdout and "6/6" in proc.stdout
+    assert "MILR summary" in proc.stdout and "7/7" in proc.stdout

@@ -16,7 +16,7 @@ import pytest
 import train_free_runner
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--model.max_steps", "2", "--model.reward.init_args.calibration_samples", "8", "--trainer.enable_progress_bar", "false"]
+QUICK = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--model.max_steps", "2", "--model.reward.init_args.calibration_samples", "8", "--trainer.enable_progress_bar", "false"]
 
 
 def _images(out: Path) -> dict[str, bytes]:

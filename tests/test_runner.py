@@ -122,7 +122,7 @@ def test_skip_lists_a_failed_prompt_and_a_rerun_with_the_reward_back_completes_i
 def test_every_config_parses_against_the_cli(config, capsys):
     args = ["--config", str(ROOT / config)]
     if config.startswith(("configs/rewards/", "configs/presets/", "configs/compare/")):  # fragments: on a main config
-        args = ["--config", str(ROOT / "configs" / "demo.yaml"), *args]
+        args = ["--config", str(ROOT / "configs" / "tiny.yaml"), *args]
     with pytest.raises(SystemExit) as exit_:
         train_free_runner.main([*args, "--print_config"])
     assert exit_.value.code in (0, None)

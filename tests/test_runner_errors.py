@@ -87,7 +87,7 @@ def test_a_reward_fragment_as_the_only_config_asks_for_a_main_config_first(capsy
 def test_a_real_bug_still_shows_its_traceback(tmp_path):
     """Errors that are not the user's options (here a reward that crashes) keep their traceback."""
     code = (
-        "import train_free_runner; train_free_runner.main(['--output_dir', %r, '--model.reward', "
+        "import train_free_runner; train_free_runner.main(['--config', 'configs/tiny.yaml', '--output_dir', %r, '--model.reward', "
         "'tests.helpers.FailingReward', '--model.reward.fail_on', '1', '--model.max_steps', '1'])" % str(tmp_path)
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -99,7 +99,7 @@ def test_help_lists_milrs_options_with_the_configs_values_and_points_at_the_full
         train_free_runner.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "--model.max_steps 8" in out  # configs/demo.yaml's value, not the class default (20)
+    assert "--model.max_steps 8" in out  # configs/tiny.yaml's value (the tests' default config), not the class default (20)
     assert "share of the think-text tokens whose latents are optimised" in out
     assert "--model.backbone.name_or_path tiny" in out and "--data.batch_size 4" in out
     assert "--help-all" in out and "--trainer.accelerator" not in out

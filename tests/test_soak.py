@@ -28,7 +28,7 @@ def test_killed_every_30_seconds_the_run_still_completes_each_prompt_exactly_onc
     source.write_text("".join(f"a {colours[i % 10]} object number {i}\n" for i in range(PROMPTS)))
     out = tmp_path / "out"
     command = [
-        sys.executable, "train_free_runner.py", "--output_dir", str(out), "--data.path", str(source),
+        sys.executable, "train_free_runner.py", "--config", "configs/tiny.yaml", "--output_dir", str(out), "--data.path", str(source),
         "--model.reward", "tests.helpers.FlakyReward", "--model.reward.failure_rate", "0.1",
         "--model.reward_retries", "8", "--model.reward_backoff", "0.01", "--model.max_steps", "4",
         "--model.reward_threshold", "0.9", "--data.batch_size", "8", "--trainer.enable_progress_bar", "false",

@@ -3,7 +3,7 @@
 # reward-call budgets: one run folder per method under ROOT, TensorBoard under ROOT/tensorboard,
 # the benchmark's official score when the reward is its evaluator, and ROOT/report.html.
 #
-#   configs/compare/run.sh ROOT [runner options]          (default options: the tiny demo)
+#   configs/compare/run.sh ROOT [runner options]          (default options: configs/tiny.yaml, the tiny random model)
 #   configs/compare/run.sh out/cmp --config configs/janus_pro_7b_geneval.yaml --data.end 50
 #
 # Runner options go to every run (a main config first, then any option, e.g. --model.monitors).
@@ -12,7 +12,7 @@
 set -euo pipefail
 root=${1:?usage: configs/compare/run.sh ROOT [runner options]}
 shift
-[ $# -gt 0 ] || set -- --config configs/demo.yaml
+[ $# -gt 0 ] || set -- --config configs/tiny.yaml
 python=${PYTHON:-python}
 here=$(cd "$(dirname "$0")" && pwd)
 runner="$here/../../train_free_runner.py"

@@ -1,5 +1,5 @@
 """Every reward YAML in configs/rewards/ runs end to end through ``train_free_runner`` on the tiny
-random Janus, exactly as a user combines them (``--config configs/demo.yaml --config
+random Janus, exactly as a user combines them (``--config configs/tiny.yaml --config
 configs/rewards/<name>.yaml``), with the checkpoint options pointed at tiny random checkpoints
 built here (``tests.rewards.tiny_models``).
 
@@ -76,7 +76,7 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> str:
 
 def run(out: Path, reward: str, prompt_file: str, *overrides: str) -> dict[str, Any]:
     """``train_free_runner`` on the demo config + ``configs/rewards/<reward>.yaml``, prompts from ``prompt_file``."""
-    configs = ["--config", str(ROOT / "configs" / "demo.yaml"), "--config", str(ROOT / "configs" / "rewards" / f"{reward}.yaml")]
+    configs = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--config", str(ROOT / "configs" / "rewards" / f"{reward}.yaml")]
     data = ["--data.prompts", "null", "--data.path", prompt_file]
     return train_free_runner.main([*configs, "--output_dir", str(out), *FAST, *data, *overrides])
 
