@@ -16,7 +16,8 @@ import pytest
 import train_free_runner
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--model.max_steps", "2", "--model.reward.init_args.calibration_samples", "8", "--trainer.enable_progress_bar", "false"]
+TINY = ["--config", str(ROOT / "configs" / "tiny.yaml")]  # subprocesses: the conftest default reaches in-process runs only
+QUICK = ["--model.max_steps", "2", "--model.reward.init_args.calibration_samples", "8", "--trainer.enable_progress_bar", "false"]
 
 
 def _images(out: Path) -> dict[str, bytes]:
@@ -30,7 +31,7 @@ def test_two_srun_tasks_shard_the_prompts_like_one_process(tmp_path):
              "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2", "SLURM_TASKS_PER_NODE": "2"}
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC", "RANK", "LOCAL_RANK", "WORLD_SIZE"))}
     base.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    command = [sys.executable, str(ROOT / "train_free_runner.py"), "--output_dir", str(tmp_path / "two"), *QUICK]
+    command = [sys.executable, str(ROOT / "train_free_runner.py"), *TINY, "--output_dir", str(tmp_path / "two"), *QUICK]
     ranks = [subprocess.Popen(command, cwd=ROOT, env={**base, **slurm, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in ranks]

@@ -190,6 +190,7 @@ def test_static_decode_cache_is_refilled_in_place_for_each_context(tiny):
 
 def test_compiled_decode_step_samples_the_same_tokens_and_compiles_twice_across_batch_sizes(tiny):
     torch._dynamo.reset()
+    counters.clear()  # reset() keeps the counters: graphs compiled by earlier tests (the bench's) would count
     compiled = JanusBackbone.tiny(seed=0, grid=4, compile=True)
     prompts = [image_prompt(t, None) for t in ("a cat", "a dog", "a car")]
     for batch in (prompts[:2], prompts[:2], prompts[2:], prompts):  # batch sizes 2, 2, 1, 3: a run's refill and tail
