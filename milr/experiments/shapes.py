@@ -1,6 +1,6 @@
 """The Shapes experiment: does MILR do more than re-sample, measured at equal cost?
 
-    python -m milr.experiments.shapes ROOT [--quick] [--part main|ablations|all] [runner options]
+    python -m milr.experiments.shapes ROOT [--quick] [--part main|direction|ablations|all] [runner options]
 
 Runs every method on the Shapes evaluation set (configs/shapes_geneval.yaml, 560 prompts, the
 shipped Shapes model), scores each run folder with ``python -m rewards.shapes``, and writes the
@@ -20,6 +20,10 @@ Seeds: ``data.repeats`` (3) independent runs per prompt. Every random draw of a 
 index and the repeat (``milr.module.prompt_seed``), so repeat r of a prompt is seed r in every
 method, stage 0 included, and methods are paired by (prompt, repeat). ``seed_everything`` seeds
 nothing a prompt draws from.
+
+The direction check (``--part direction``): the update towards R against the same update towards
+1 − R (reference and rloo) on a graded reward with no stop threshold, where, unlike on the 0/1
+reward with the threshold, both directions move the latents.
 
 Two runs at a time, each on one thread (``OMP_NUM_THREADS=1``): the toy's small matrix products
 gain little from a second thread, and two processes keep both cores busy.
@@ -54,7 +58,14 @@ RLOO_K = 2
 #: own is the ``default`` run
 ABLATIONS = {"text_ratio": (0.1, 0.2, 0.4), "image_ratio": (0.02, 0.1, 0.3), "lr": (0.01, 0.03, 0.1)}
 IDENTITY_PAIRS = (("milr_both", "anti_reward"), ("milr_rloo", "anti_reward_rloo"))
+#: the direction check: the graded reward (share of satisfied clauses) and no stop threshold, so
+#: every prompt takes every step and the towards-R and towards-(1 − R) updates both move
+DIRECTION_OPTIONS = ("--model.reward.init_args.soft", "true", "--model.reward_threshold", "null")
+PARTS = ("main", "direction", "ablations")
+DIRECTION_RUNS = ("best_of_n", *(name for pair in IDENTITY_PAIRS for name in pair))
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: seeds, prompts per tag of the main runs (None: all) and of the ablations: full, and --quick
+SIZES = {False: {"seeds": 3, "per_tag": None, "ablation_per_tag": 20}, True: {"seeds": 1, "per_tag": 2, "ablation_per_tag": 1}}
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,12 @@ def ablation_specs(model: dict[str, Any]) -> list[Spec]:
     specs += [Spec(f"order_{o}", milr, ("--model.mode", "both", "--model.step_order", o), f"step_order {o}")
               for o in STEP_ORDERS if o != model["step_order"]]
     return specs + [Spec("best_of_n", ("compare/best_of_n.yaml",), (), "best-of-N"), Spec("base", ("compare/base.yaml",), (), "stage 0 only")]
+
+
+def direction_specs(max_steps: int) -> list[Spec]:
+    """The update towards R against the same update towards 1 − R, each estimator, where the
+    direction can show: graded reward, no threshold; best-of-N beside them for scale."""
+    return [Spec(s.name, s.fragments, (*s.options, *DIRECTION_OPTIONS)) for s in main_specs(max_steps) if s.name in DIRECTION_RUNS]
 
 
 def runner_command(spec: Spec, folder: Path, options: Sequence[str]) -> list[str]:
@@ -208,6 +225,20 @@ def main_report(specs: Sequence[Spec], folder: Path, docs: Path, resamples: int)
     ]
 
 
+def direction_report(specs: Sequence[Spec], folder: Path, resamples: int) -> list[str]:
+    views = load_views(specs, folder)
+    return [section("Does the direction of the update matter?", "With the GenEval reward (0/1) and the stop threshold neither "
+                    "control can answer this: the reference update towards 1 − R has advantage −R = 0 on every wrong image, so it "
+                    "never moves before it stops, and rloo with K = 2 moves only when exactly one sample is right, when it stops. "
+                    "Here the reward is graded (`soft: true`, the share of satisfied clauses) and there is no threshold, so every "
+                    "prompt takes every step and both directions move the latents; one seed, the first prompts of each tag, "
+                    "differences towards R minus towards 1 − R paired by prompt. Accuracy is the exact GenEval rule on the image "
+                    "selected by the graded reward.", stats.direction_table(views, IDENTITY_PAIRS, resamples)),
+            section("Image identity, graded reward", "As above, for these runs.", stats.identity_table(views, IDENTITY_PAIRS)),
+            section("Accuracy, graded reward", "The selected image's accuracy per tag (exact rule).",
+                    stats.accuracy_table(views, ("best_of_n",), resamples))]
+
+
 def ablation_report(specs: Sequence[Spec], folder: Path, resamples: int) -> list[str]:
     views = load_views(specs, folder)
     return [section("Ablations", "MILR (reference estimator, mode both), one setting changed per run, one seed, on the first "
@@ -217,24 +248,31 @@ def ablation_report(specs: Sequence[Spec], folder: Path, resamples: int) -> list
 
 def parse(argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m milr.experiments.shapes", description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("root", type=Path, help="folder for the run folders (ROOT/main, ROOT/ablations)")
+    parser.add_argument("root", type=Path, help="folder for the run folders (ROOT/main, ROOT/direction, ROOT/ablations)")
     parser.add_argument("--quick", action="store_true", default=os.environ.get("MILR_SHAPES_QUICK") == "1",
                         help="2 prompts per tag, 1 ablation prompt per tag, one seed; the page goes to ROOT (env MILR_SHAPES_QUICK=1)")
-    parser.add_argument("--part", choices=("main", "ablations", "all"), default="all")
+    parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
     parser.add_argument("--seeds", type=int, default=None, help="repeats (seeds) per prompt in the main runs (default 3; quick 1)")
     parser.add_argument("--per_tag", type=int, default=None, help="main runs on the first N prompts of each tag (default all; quick 2)")
-    parser.add_argument("--ablation_per_tag", type=int, default=None, help="ablations on the first N prompts of each tag (default 20; quick 1)")
+    parser.add_argument("--ablation_per_tag", type=int, default=None, help="ablations and the direction check on the first N prompts of each tag, one seed (default 20; quick 1)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--docs", type=Path, default=None, help=f"the Markdown page (default {DOCS.relative_to(REPO)}; quick: ROOT/shapes_experiment.md)")
     parser.add_argument("--report_only", action="store_true", help="rewrite the report from the run folders, run nothing")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     args, options = parser.parse_known_args(argv)
-    quick = args.quick
-    args.seeds = args.seeds or (1 if quick else 3)
-    args.per_tag = args.per_tag or (2 if quick else None)
-    args.ablation_per_tag = args.ablation_per_tag or (1 if quick else 20)
-    args.docs = args.docs or (args.root / "shapes_experiment.md" if quick else DOCS)
+    for name, default in SIZES[args.quick].items():
+        setattr(args, name, getattr(args, name) or default)
+    args.docs = args.docs or (args.root / "shapes_experiment.md" if args.quick else DOCS)
     return args, options
+
+
+def command_line(args: argparse.Namespace, options: Sequence[str]) -> str:
+    """The command that regenerates the page, ROOT standing for the run folder's root: the
+    options that change what runs, none that only say where things go."""
+    flags = [f"--part {args.part}"] * (args.part != "all") + ["--quick"] * args.quick
+    flags += [f"--{name} {getattr(args, name)}" for name, default in SIZES[args.quick].items() if getattr(args, name) != default]
+    flags += list(options)
+    return " ".join(["python -m milr.experiments.shapes ROOT", *flags])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
@@ -243,29 +281,28 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     config = resolved_config(options)
     model, prompts = config["model"], Path(config["data"]["path"])
     budget = model["max_steps"] + 1
-    parts = {"main": args.part in ("main", "all"), "ablations": args.part in ("ablations", "all")}
-    main_runs, ablation_runs = main_specs(model["max_steps"]), ablation_specs(model)
+    parts = PARTS if args.part == "all" else (args.part,)
     main_options = [*options, "--data.repeats", str(args.seeds)]
     if args.per_tag:
         main_options += ["--data.path", str(per_tag_subset(prompts, args.per_tag, root / "main" / "prompts.jsonl"))]
-    ablation_options = [*options, "--data.path", str(per_tag_subset(prompts, args.ablation_per_tag, root / "ablations" / "prompts.jsonl"))]
+    subset = lambda part: [*options, "--data.path", str(per_tag_subset(prompts, args.ablation_per_tag, root / part / "prompts.jsonl"))]  # noqa: E731
+    runs = {"main": (main_specs(model["max_steps"]), main_options), "direction": (direction_specs(model["max_steps"]), subset("direction")),
+            "ablations": (ablation_specs(model), subset("ablations"))}
     print(f"shapes: budget {budget} reward calls per prompt, {args.seeds} seed(s); rloo: K={RLOO_K}, max_steps {rloo_steps(budget)}", flush=True)
     if not args.report_only:
-        if parts["main"]:
-            run_all(main_runs, root / "main", main_options, args.jobs)
-        if parts["ablations"]:
-            run_all(ablation_runs, root / "ablations", ablation_options, args.jobs)
+        for part in parts:
+            run_all(runs[part][0], root / part, runs[part][1], args.jobs)
     args.docs.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = model["backbone"]["init_args"]["name_or_path"]
-    page = [f"# The Shapes experiment\n\nRegenerated by `python -m milr.experiments.shapes {args.root}"
-            f"{' ' + ' '.join(options) if options else ''}{' --quick' if args.quick else ''}` from the run folders under "
-            f"`{args.root}`. Model `{checkpoint}`, prompts `{prompts}`"
+    page = [f"# The Shapes experiment\n\nRegenerated by `{command_line(args, options)}` from the run folders under "
+            f"`ROOT`. Model `{checkpoint}`, prompts `{prompts}`"
             f"{f' (first {args.per_tag} per tag)' if args.per_tag else ''}, {args.seeds} seed(s), at most {budget} reward calls "
             f"per prompt for every method (rloo: {RLOO_K} samples per step, {reward_call_budget(rloo_steps(budget), 'rloo', RLOO_K)} calls).\n"]
-    if parts["main"]:
-        page += main_report(main_runs, root / "main", args.docs, args.bootstrap)
-    if parts["ablations"]:
-        page += ablation_report(ablation_runs, root / "ablations", args.bootstrap)
+    reports = {"main": lambda specs, folder: main_report(specs, folder, args.docs, args.bootstrap),
+               "direction": lambda specs, folder: direction_report(specs, folder, args.bootstrap),
+               "ablations": lambda specs, folder: ablation_report(specs, folder, args.bootstrap)}
+    for part in parts:
+        page += reports[part](runs[part][0], root / part)
     args.docs.write_text("\n".join(page))
     print(f"shapes: wrote {args.docs}", flush=True)
     return args.docs

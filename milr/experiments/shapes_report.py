@@ -261,3 +261,40 @@ def ablation_table(views: dict[str, RunView], settings: dict[str, str], referenc
         mean = lambda values: fmt(sum(values) / len(values) if values and None not in values else None, 2)  # noqa: E731
         rows.append([name, settings.get(name, ""), str(len(reps)), fmt(geneval_mean(view)), fmt(group_score(view, "knowledge")), diff, mean(calls), mean(steps)])
     return header, rows
+
+
+# ----------------------------------------------------------------- the update's direction
+def step_rewards(repeat: Repeat, first: bool) -> Optional[float]:
+    """Mean reward of the images decoded after at least one update (``first``: all steps ≥ 1), or
+    of the last step's images alone; ``None`` for a repeat that never stepped."""
+    lines = [line for line in repeat.trace if line["step"] >= 1]
+    if not first:
+        lines = lines[-1:]
+    values = [float(r) for line in lines for r in line.get("sample_rewards") or [line["reward"]]]
+    return sum(values) / len(values) if values else None
+
+
+def direction_table(views: dict[str, RunView], pairs: Sequence[tuple[str, str]], resamples: int) -> Table:
+    """Per pair (the update towards R, the same update towards 1 − R): the mean optimised reward of
+    the images after the first update and of the last step's, and the Shapes accuracy of the
+    selected image, each with the paired difference towards R minus towards 1 − R."""
+    metrics: dict[str, Metric] = {
+        "reward after an update": lambda view, key, repeat: step_rewards(repeat, first=True),
+        "reward at the last step": lambda view, key, repeat: step_rewards(repeat, first=False),
+        "accuracy (selected)": lambda view, key, repeat: view.official_score(BENCHMARK, key, repeat.index),
+    }
+    header = ["towards R / towards 1 − R", "measure", "towards R", "towards 1 − R", "difference [95 %]", "prompts"]
+    rows = []
+    for a, b in pairs:
+        if a in views and b in views:
+            for label, metric in metrics.items():
+                p = paired(views[b], views[a], metric, resamples)
+                means = [mean_of(views[n], metric) for n in (a, b)]
+                rows.append([f"{a} / {b}", label, *(fmt(m) for m in means), interval(p), str(p["n"])])
+    return header, rows
+
+
+def mean_of(view: RunView, metric: Metric) -> Optional[float]:
+    values = [metric(view, p.key, r) for p in view.run.prompts for r in p.repeats]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None

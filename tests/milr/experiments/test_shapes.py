@@ -165,3 +165,30 @@ def test_per_tag_subset_keeps_the_first_prompts_of_each_tag_in_file_order(tmp_pa
     source.write_text("\n".join(lines) + "\n")
     subset = shapes.per_tag_subset(source, 2, tmp_path / "sub" / "p.jsonl")
     assert [json.loads(x)["n"] for x in subset.read_text().splitlines()] == [0, 1, 3, 4]
+
+
+def test_direction_runs_pair_each_estimator_with_its_anti_reward_twin_on_a_graded_reward_without_threshold():
+    specs = {s.name: s for s in shapes.direction_specs(15)}
+    assert set(specs) == {"best_of_n", "milr_both", "anti_reward", "milr_rloo", "anti_reward_rloo"}
+    main = {s.name: s for s in shapes.main_specs(15)}
+    for name, spec in specs.items():  # the main run's settings, then the graded reward and no threshold
+        assert spec.fragments == main[name].fragments and spec.options == (*main[name].options, *shapes.DIRECTION_OPTIONS)
+    model = shapes.resolved_config(list(shapes.DIRECTION_OPTIONS))["model"]
+    assert model["reward"]["init_args"]["soft"] is True and model["reward_threshold"] is None
+
+
+def test_direction_table_compares_towards_r_with_towards_one_minus_r_paired_by_prompt(tmp_path):
+    def run(name: str, steps: list[float], correct: bool) -> report.RunView:
+        prompts = [FakePrompt(f"{i:05d}", SINGLE, [[Step(0.0), *(Step(r) for r in steps)]]) for i in range(3)]
+        folder = fake_run(tmp_path / name, prompts)
+        official(folder, {(f"{i:05d}", 0): ("single_object", float(correct)) for i in range(3)})
+        return report.load(folder)
+
+    views = {"milr_rloo": run("milr_rloo", [0.5, 1.0], True), "anti_reward_rloo": run("anti_reward_rloo", [0.25, 0.0], False)}
+    header, rows = stats.direction_table(views, [("milr_rloo", "anti_reward_rloo"), ("milr_both", "anti_reward")], resamples=200)
+    table = {r[1]: dict(zip(header, r)) for r in rows}
+    assert len(rows) == 3  # the pair without runs is left out
+    after = table["reward after an update"]
+    assert (after["towards R"], after["towards 1 − R"], after["difference [95 %]"], after["prompts"]) == ("0.750", "0.125", "+0.625 [+0.625, +0.625]", "3")
+    assert table["reward at the last step"]["difference [95 %]"] == "+1.000 [+1.000, +1.000]"
+    assert table["accuracy (selected)"]["difference [95 %]"] == "+1.000 [+1.000, +1.000]"
