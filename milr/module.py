@@ -7,8 +7,9 @@ precision plugins, loggers and callbacks (``EarlyStopping`` included) drive the 
 1. free latent slots are refilled from the prompt stream (the batch): a resumed prompt continues
    where it was saved; a new one gets its think text, initial image and reward (stage 0; it is
    that prompt's step 0) and its latents from their hidden states;
-2. every other running prompt is decoded from its current latents and scored (with ``rloo`` a
-   new prompt first decodes K candidates from its fresh latents, its step 0's update samples);
+2. every other running prompt is decoded from its current latents and scored (under ``rloo``
+   the prompts just admitted first decode K stage-0 candidates from their fresh latents, so the
+   first update has its leave-one-out baseline);
 3. stop rules run: the threshold and step budget given here, then any callback that defines
    ``on_prompt_scored(trainer, pl_module, state)`` and calls ``pl_module.stop_prompt``;
 4. the REINFORCE loss of the prompts still running over the latents the step order

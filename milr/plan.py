@@ -30,7 +30,7 @@ class Plan:
     uses_image: bool  # the image latents are optimised (mode ``image`` / ``both``)
     think_in_image: bool  # the image prompt carries the think text, so stage 0 generates one
     from_latents: bool  # later steps decode from the latents; best-of-N re-samples stage 0's image prompt
-    k: int  # candidates per prompt in a later step
+    k: int  # candidates per prompt each time ``Decoder.candidates`` decodes
     stage0_candidates: bool  # rloo: stage 0 also decodes k candidates, the first update's baseline
     sample_text_prefix: bool  # rloo samples the text prefix from its latents; the reference takes the argmax
     argmax_image_loss: bool  # the loss scores the latents' argmax image tokens (the reference), not the sampled ones
