@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from data.prompt import Prompt
-from milr.backbone import ImageContext, JanusBackbone
+from milr.backbone import ImageContext, JanusBackbone, ThinkOutput
 from milr.objective import prefix_length, token_log_prob
 from milr.options import MILROptions
 from milr.plan import Plan
@@ -171,7 +171,7 @@ class Decoder:
             known.update(zip(todo, out.texts))
         return [known[k] for k in keys]
 
-    def _think(self, prompts: Sequence[Prompt], prefixes: list[torch.Tensor] | None = None, record_hidden: bool = False):
+    def _think(self, prompts: Sequence[Prompt], prefixes: list[torch.Tensor] | None = None, record_hidden: bool = False) -> ThinkOutput:
         """Greedy think text of ``prompts`` (after forced ``prefixes``); the think prompts are kept
         per prompt only when text is optimised (mode image thinks once, at admission)."""
         fmt = self.format
