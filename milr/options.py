@@ -51,6 +51,11 @@ class RewardCallOptions:
     def call_policy(self) -> CallPolicy:
         return CallPolicy(timeout=self.reward_timeout, retries=self.reward_retries, backoff=self.reward_backoff)
 
+    @property
+    def skips_failures(self) -> bool:
+        """A reward call that still fails fails its prompts (``skip``) instead of the run."""
+        return self.on_reward_failure == "skip"
+
 
 @dataclass(frozen=True, kw_only=True)
 class MILROptions(RewardCallOptions):

@@ -12,6 +12,7 @@ from PIL import Image
 
 from data.prompt import Prompt
 
+Answer = tuple[float, dict[str, Any]]  # one image's reward and details
 
 class StopReason(str, Enum):
     """Why a prompt left the batch (``str`` so it serialises as its value)."""
@@ -105,6 +106,54 @@ class PromptState:
     @property
     def reward(self) -> float:
         return self.history[-1].reward
+
+    def record(self, samples: list[Sample], update: list[Sample] | None = None) -> None:
+        """Log one step: every scored sample counts for stopping and selection (the best), the
+        ``update`` samples (default: all) are the ones the next loss uses."""
+        update = samples if update is None else update
+        chosen = max(samples, key=lambda s: s.reward)
+        now = time.perf_counter()
+        mean = sum(s.reward for s in update) / len(update)
+        rewards = [s.reward for s in samples]
+        self.reward_calls += len(samples)
+        self.history.append(
+            StepRecord(len(self.history), chosen.reward, chosen.text, now - self.step_started, mean, chosen.details, rewards, self.reward_calls)
+        )
+        self.step_started = now
+        self.samples, self.fresh = update, True
+        self.last = chosen
+        if self.best is None or chosen.reward > self.best.reward:
+            self.best, self.best_step = chosen, self.step
+
+    def selected(self, best: bool) -> tuple[Sample, int]:
+        """The sample a result returns and its step: the ``best`` one, else the last one."""
+        chosen, step = (self.best, self.best_step) if best else (self.last, self.step)
+        assert chosen is not None and self.best is not None
+        return chosen, step
+
+    def result(self, chosen: Sample, step: int, method: str) -> MILRResult:
+        """What the prompt returns, with ``chosen`` (from ``step``) as its image; its monitors
+        are scored after its clock stops."""
+        assert self.stop_reason is not None and self.best is not None
+        return MILRResult(
+            prompt=self.prompt,
+            image=chosen.image,
+            text=chosen.text,
+            rewards=self.rewards,
+            final_reward=self.reward,
+            selected_reward=chosen.reward,
+            best_reward=self.best.reward,
+            steps=self.step,
+            stop_reason=self.stop_reason,
+            initial_image=self.initial_image,
+            history=self.history,
+            seconds=time.perf_counter() - self.started,
+            method=method,
+            initial_text=self.think_text,
+            selected_step=step,
+            reward_calls=self.reward_calls,
+            decoded_images=self.decoded_images,
+        )
 
 
 @dataclass

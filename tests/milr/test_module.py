@@ -402,7 +402,7 @@ class PrefillLog(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.used.append([(s.prompt.index, s.samples[0].text) for s in pl_module.scored])
-        self.held.append((len(pl_module.active()), len(pl_module._think_prompts), len(pl_module._image_prompts)))
+        self.held.append((len(pl_module.active()), len(pl_module.decoder.think_prompts), len(pl_module.decoder.image_prompts)))
 
 
 REFILL = dict(mode="both", text_ratio=0.5, lr=5.0, max_steps=4, reward_threshold=0.9, seed=7, batch_size=2)
