@@ -215,8 +215,10 @@ def main_report(specs: Sequence[Spec], folder: Path, docs: Path, resamples: int)
                 "preset), which on this 0/1 reward with the stop threshold 0.9 is the same, as a prompt stops at its first "
                 f"correct image. ![curve]({svg.name})", curve)
         + "\n" + report.md_table(*diffs),
-        section("Seconds per image", "Amortised over each run (batch of 32, one thread, two runs sharing the two cores), "
-                "model loading excluded; the split sums the runner's TensorBoard `time/*` scalars.", stats.time_table(views, folder / "tensorboard", folder / "logs")),
+        section("Seconds per image", "Amortised over each run (batch of 32, one thread each, the command's runs two at a "
+                "time). CPU s is the runner process's own cost (model loading included) and does not depend on what else ran; "
+                "wall s and its split (model loading excluded; the sums of the runner's TensorBoard `time/*` scalars) grow "
+                "with whatever shared the cores.", stats.time_table(views, folder / "tensorboard", folder / "logs")),
         section("Is the text latent doing anything?", "Selected images whose think text differs from stage 0's, and for those "
                 "whether the plan the text spells out (rendered exactly) satisfies the prompt before and after.", stats.text_table(text_runs)),
         section("Image identity", "Selected images byte-identical between the update towards R and towards 1 − R, same prompt "
