@@ -5,7 +5,8 @@
 Runs every method on the Shapes evaluation set (configs/shapes_geneval.yaml, 560 prompts, the
 shipped Shapes model), scores each run folder with ``python -m rewards.shapes``, and writes the
 report: ``docs/shapes_experiment.md`` (``--docs``; ``--quick`` writes ``ROOT/shapes_experiment.md``)
-with its curve beside it, and ``milr.report``'s ``ROOT/main/report.html``. Runner options (e.g.
+with its curve beside it, ``milr.report``'s ``ROOT/main/report.html``, and (the full main runs with
+the default page and no runner options) the README's table. Runner options (e.g.
 ``--model.backbone.name_or_path DIR``) go to every run after the main config and before each
 method's fragment. Re-running the command resumes: the runner skips finished prompts.
 
@@ -53,6 +54,14 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 MAIN_CONFIG = CONFIGS / "shapes_geneval.yaml"
 DOCS = REPO / "docs" / "shapes_experiment.md"
+README = REPO / "README.md"
+#: the README's table between these markers is rewritten by the full run (not --quick, not --per_tag)
+README_MARKERS = ("<!-- shapes-table:begin -->\n", "<!-- shapes-table:end -->")
+#: the front page's rows, by run name
+HEADLINE = {"base": "base (stage 0)", "best_of_n": "best-of-N (greedy think text, images re-sampled)",
+            "milr_both": "MILR reference, mode both", "milr_text": "MILR reference, mode text", "milr_image": "MILR reference, mode image",
+            "reference": "the authors' exact behaviour (`presets/reference.yaml`)", "milr_rloo": "MILR `rloo` (K = 2)",
+            "anti_reward": "control: reference towards 1 − reward"}
 RLOO_K = 2
 #: the ablation grid of the paper's claims (mode both, one seed); a value equal to the config's
 #: own is the ``default`` run
@@ -241,6 +250,17 @@ def direction_report(specs: Sequence[Spec], folder: Path, resamples: int) -> lis
                     stats.accuracy_table(views, ("best_of_n",), resamples))]
 
 
+def write_readme_table(specs: Sequence[Spec], folder: Path, resamples: int, readme: Path = README) -> None:
+    """Replace the README's table between ``README_MARKERS`` with this run's headline table."""
+    begin, end = README_MARKERS
+    text = readme.read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{readme} has no {begin.strip()} ... {end} block to write the table into")
+    table = report.md_table(*stats.headline_table(load_views(specs, folder), HEADLINE, "best_of_n", folder / "logs", resamples))
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + begin + table + end + rest.split(end, 1)[1])
+
+
 def ablation_report(specs: Sequence[Spec], folder: Path, resamples: int) -> list[str]:
     views = load_views(specs, folder)
     return [section("Ablations", "MILR (reference estimator, mode both), one setting changed per run, one seed, on the first "
@@ -305,6 +325,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
                "ablations": lambda specs, folder: ablation_report(specs, folder, args.bootstrap)}
     for part in parts:
         page += reports[part](runs[part][0], root / part)
+    if "main" in parts and not (args.quick or args.per_tag or options) and args.docs == DOCS:
+        write_readme_table(runs["main"][0], root / "main", args.bootstrap)
+        print(f"shapes: wrote the table in {README}", flush=True)
     args.docs.write_text("\n".join(page))
     print(f"shapes: wrote {args.docs}", flush=True)
     return args.docs

@@ -187,6 +187,27 @@ def time_table(views: dict[str, RunView], tensorboard_root: Path, logs: Path) ->
     return header, rows
 
 
+# ----------------------------------------------------------------- the README's table
+def headline_table(views: dict[str, RunView], labels: dict[str, str], reference: str, logs: Path, resamples: int) -> Table:
+    """The front page's table: per method (in ``labels``' order, by its label) the GenEval mean,
+    its paired difference from ``reference`` with the 95 % interval, the mean and most reward calls
+    per image, and the runner's CPU seconds per image (``logs/<run>.json``)."""
+    header = ["method", "GenEval mean", f"− {reference} [95 % paired bootstrap]", "reward calls (mean / most)", "CPU s / image"]
+    tags = tags_of(list(views.values()))
+    geneval = {k for k, t in tags.items() if t in GENEVAL_TAGS}
+    rows = []
+    for name, label in labels.items():
+        if name not in views:
+            continue
+        view, reps = views[name], repeats_of(views[name])
+        diff = "—" if name == reference else interval(paired(views[reference], view, score_metric(geneval), resamples))
+        calls = sum(len(call_rewards(r)) for r in reps) / len(reps)
+        record = logs / f"{name}.json"
+        cpu = json.loads(record.read_text())["cpu_s"] / len(reps) if record.is_file() else None
+        rows.append([label, fmt(geneval_mean(view), 2), diff, f"{calls:.1f} / {max_calls(view)}", fmt(cpu, 2)])
+    return header, rows
+
+
 # ----------------------------------------------------------------- the text latent
 @functools.lru_cache(maxsize=None)
 def _plan_correct(metadata: str, text: str) -> bool:

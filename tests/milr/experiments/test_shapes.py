@@ -192,3 +192,23 @@ def test_direction_table_compares_towards_r_with_towards_one_minus_r_paired_by_p
     assert (after["towards R"], after["towards 1 − R"], after["difference [95 %]"], after["prompts"]) == ("0.750", "0.125", "+0.625 [+0.625, +0.625]", "3")
     assert table["reward at the last step"]["difference [95 %]"] == "+1.000 [+1.000, +1.000]"
     assert table["accuracy (selected)"]["difference [95 %]"] == "+1.000 [+1.000, +1.000]"
+
+
+def test_the_readme_table_is_rewritten_between_its_markers_from_the_runs(tmp_path):
+    fabricate(tmp_path / "main", "best_of_n", [True, False] * 4 + [False, False])
+    fabricate(tmp_path / "main", "milr_both", [True, True] * 4 + [True, True])
+    (tmp_path / "main" / "logs").mkdir()
+    (tmp_path / "main" / "logs" / "milr_both.json").write_text('{"wall_s": 9.0, "cpu_s": 5.0}')
+    begin, end = shapes.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{begin}| stale |\n{end}\nafter\n")
+    specs = [shapes.Spec("best_of_n", ()), shapes.Spec("milr_both", ())]
+    shapes.write_readme_table(specs, tmp_path / "main", resamples=200, readme=readme)
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{begin}| method |") and text.endswith(f"{end}\nafter\n") and "stale" not in text
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows[shapes.HEADLINE["milr_both"]].endswith("| 1.00 | +0.500 [+0.500, +0.500] | 2.0 / 2 | 0.50 |")
+    assert rows[shapes.HEADLINE["best_of_n"]].endswith("| — | 2.0 / 2 | n/a |")  # no CPU record: no figure made up
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="shapes-table"):
+        shapes.write_readme_table(specs, tmp_path / "main", resamples=200, readme=readme)
