@@ -294,8 +294,11 @@ class JanusBackbone:
         use_cache: bool = True,
         prompt_format: chat_prompts.PromptFormat = "janus",
         prompt_rows: Sequence[PromptKV] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> ThinkOutput:
-        """Greedy visualisation text for each prompt, after forcing ``prefixes[i]`` (token ids).
+        """Greedy visualisation text for each prompt, after forcing ``prefixes[i]`` (token ids);
+        with ``generators`` (one per prompt) each token is drawn from the model's distribution
+        instead (temperature 1), e.g. for best-of-N over think texts.
         ``texts`` are decoded as is (no strip: whitespace is the prompt format's business).
 
         ``prompt_rows``: the prompts' prefilled think prompts (``think_rows`` of their
@@ -331,7 +334,12 @@ class JanusBackbone:
         # a forced prefix that contains EOS ends the text there
         done = [prefixes is not None and len(f) < len(prefixes[i]) for i, f in enumerate(forced)]
         for _ in range(max_new):
-            token = self.model.lm_head(h).argmax(-1)
+            logits = self.model.lm_head(h)
+            if generators is None:
+                token = logits.argmax(-1)
+            else:
+                probs = torch.softmax(logits.float(), -1)
+                token = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)])
             chosen = token.tolist()  # one device sync per step
             for i in range(n):
                 if done[i] or len(forced[i]) + len(generated[i]) >= max_new:

@@ -98,7 +98,8 @@ class Decoder:
 
     def candidates(self, states: list[PromptState]) -> list[Draft]:
         """``plan.k`` candidates per prompt, its rows together in the order of ``states``: from its
-        current latents, or (best-of-N) one fresh image from its stage-0 image prompt, no prefix."""
+        current latents, or (best-of-N) one fresh image from its stage-0 image prompt (or from a fresh
+        sampled think text, ``best_of_n_think: sample``), no prefix."""
         bb, plan = self.backbone, self.plan
         rows = [s for s in states for _ in range(plan.k)]
         with self.timings.phase("decode"):
@@ -110,6 +111,8 @@ class Decoder:
                 texts = self._think_texts(rows, text_prefixes)
             else:
                 text_prefixes, texts = [no_tokens()] * len(rows), [s.think_text for s in rows]
+                if plan.sample_think:
+                    texts = self._think([s.prompt for s in rows], generators=gens).texts
             chat = [self._image_prompt(s.prompt, t, regeneration=plan.from_latents) for s, t in zip(rows, texts)]
             context = self._image_context([s.prompt for s in rows], chat)
             if plan.uses_image and plan.from_latents:
@@ -171,13 +174,17 @@ class Decoder:
             known.update(zip(todo, out.texts))
         return [known[k] for k in keys]
 
-    def _think(self, prompts: Sequence[Prompt], prefixes: list[torch.Tensor] | None = None, record_hidden: bool = False) -> ThinkOutput:
-        """Greedy think text of ``prompts`` (after forced ``prefixes``); the think prompts are kept
-        per prompt only when text is optimised (mode image thinks once, at admission)."""
+    def _think(
+        self, prompts: Sequence[Prompt], prefixes: list[torch.Tensor] | None = None, record_hidden: bool = False,
+        generators: Sequence[torch.Generator] | None = None,
+    ) -> ThinkOutput:
+        """Greedy think text of ``prompts`` (after forced ``prefixes``), or sampled with ``generators``;
+        the think prompts are kept per prompt only when text is optimised (mode image thinks once, at admission)."""
         fmt = self.format
         with self.timings.phase("think"):
             rows = self.think_prompts.rows([p.uid for p in prompts], [think_prompt(p.text, fmt) for p in prompts]) if self.plan.uses_text else None
-            out = self.backbone.think([p.text for p in prompts], prefixes, record_hidden=record_hidden, prompt_format=fmt, prompt_rows=rows)
+            out = self.backbone.think([p.text for p in prompts], prefixes, record_hidden=record_hidden, prompt_format=fmt, prompt_rows=rows,
+                                      generators=generators)
             out.texts = [think_text(t, fmt) for t in out.texts]
         return out
 

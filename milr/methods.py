@@ -6,8 +6,10 @@ stop rules and the output layout, and differ only in what a later step does:
 - ``base``: nothing; the stage-0 image is the result (a step budget of 0).
 - ``best_of_n``: a fresh image from the prompt's own generator, same image prompt as stage 0,
   no forced prefix and no latents. The stage-0 think text is greedy, so re-generating it would
-  give the same text: only the image is re-sampled. N images in all, N defaulting to
-  MILR's reward-call budget for the same options, so both are charged the same reward calls.
+  give the same text: only the image is re-sampled. ``best_of_n_think: sample`` draws a fresh
+  think text (temperature 1, the prompt's generator) before each later image instead, so
+  best-of-N searches over plans too. N images in all, N defaulting to MILR's reward-call budget
+  for the same options, so both are charged the same reward calls.
 - ``milr``: the latent update towards the reward R.
 - ``anti_reward``: the same update towards 1 − R, while R is what is recorded, reported and
   used for stopping and selection: the control that shows how much of a gain comes from the

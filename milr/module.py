@@ -98,6 +98,9 @@ class MILRModule(LightningModule):
             R recorded); see ``milr.methods``.
         best_of_n: N, images per prompt of ``best_of_n`` (default: MILR's reward-call budget,
             ``max_steps + 1`` with the reference estimator).
+        best_of_n_think: ``greedy`` keeps stage 0's think text for every best-of-N image (only the
+            image is re-sampled); ``sample`` draws a fresh think text (temperature 1) before each
+            later image, so best-of-N also searches over plans.
         monitors: extra rewards that score the initial and the selected image, logged and
             reported as held-out judges, never optimised.
         monitor_every_step: monitors also score each step's best image (trace ``monitors``).
@@ -134,6 +137,7 @@ class MILRModule(LightningModule):
         image_loss_tokens: Literal["sampled", "argmax"] = "sampled",
         method: Method = "milr",
         best_of_n: int | None = None,
+        best_of_n_think: Literal["greedy", "sample"] = "greedy",
         monitors: list[Reward | Callable[[list, list], Any]] | None = None,
         monitor_every_step: bool = False,
         reward_timeout: float | None = None,

@@ -82,6 +82,7 @@ class MILROptions(RewardCallOptions):
     image_loss_tokens: Literal["sampled", "argmax"] = "sampled"
     method: Method = "milr"
     best_of_n: int | None = None
+    best_of_n_think: Literal["greedy", "sample"] = "greedy"
     monitor_every_step: bool = False
 
     def __post_init__(self) -> None:
@@ -110,6 +111,10 @@ class MILROptions(RewardCallOptions):
             _fail("best_of_n", f"is N of method 'best_of_n' only (method is {self.method!r}): leave it null")
         if self.best_of_n is not None and self.best_of_n < 1:
             _fail("best_of_n", f"must be >= 1 images per prompt (null: MILR's reward-call budget), got {self.best_of_n}")
+        if self.best_of_n_think not in ("greedy", "sample"):
+            _fail("best_of_n_think", f"must be 'greedy' (keep stage 0's think text) or 'sample' (a fresh one per image), got {self.best_of_n_think!r}")
+        if self.best_of_n_think == "sample" and self.method != "best_of_n":
+            _fail("best_of_n_think", f"is for method 'best_of_n' only (method is {self.method!r}): leave it 'greedy'")
         if self.latent_dtype not in LATENT_DTYPES:
             _fail("latent_dtype", f"must be one of {list(LATENT_DTYPES)}, got {self.latent_dtype!r}")
         if self.image_loss_tokens not in ("sampled", "argmax"):

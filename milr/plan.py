@@ -30,6 +30,7 @@ class Plan:
     uses_image: bool  # the image latents are optimised (mode ``image`` / ``both``)
     think_in_image: bool  # the image prompt carries the think text, so stage 0 generates one
     from_latents: bool  # later steps decode from the latents; best-of-N re-samples stage 0's image prompt
+    sample_think: bool  # best-of-N draws a fresh think text before each later image (``best_of_n_think: sample``)
     k: int  # candidates per prompt each time ``Decoder.candidates`` decodes
     stage0_candidates: bool  # rloo: stage 0 also decodes k candidates, the first update's baseline
     sample_text_prefix: bool  # rloo samples the text prefix from its latents; the reference takes the argmax
@@ -61,6 +62,7 @@ class Plan:
             uses_image=uses_image,
             think_in_image=uses_text or options.image_mode_think,
             from_latents=from_latents,
+            sample_think=options.best_of_n_think == "sample",
             k=options.samples_per_step if from_latents else 1,
             stage0_candidates=rloo and updates,
             sample_text_prefix=rloo,

@@ -59,6 +59,7 @@ README = REPO / "README.md"
 README_MARKERS = ("<!-- shapes-table:begin -->\n", "<!-- shapes-table:end -->")
 #: the front page's rows, by run name
 HEADLINE = {"base": "base (stage 0)", "best_of_n": "best-of-N (greedy think text, images re-sampled)",
+            "best_of_n_think": "best-of-N (a sampled think text per image)",
             "milr_both": "MILR reference, mode both", "milr_text": "MILR reference, mode text", "milr_image": "MILR reference, mode image",
             "reference": "the authors' exact behaviour (`presets/reference.yaml`)", "milr_rloo": "MILR `rloo` (K = 2)",
             "anti_reward": "control: reference towards 1 − reward"}
@@ -103,6 +104,7 @@ def main_specs(max_steps: int) -> list[Spec]:
     return [
         Spec("base", ("compare/base.yaml",)),
         Spec("best_of_n", ("compare/best_of_n.yaml",)),
+        Spec("best_of_n_think", ("compare/best_of_n.yaml",), ("--model.best_of_n_think", "sample")),
         Spec("milr_text", milr, ("--model.mode", "text")),
         Spec("milr_image", milr, ("--model.mode", "image")),
         Spec("milr_both", milr),

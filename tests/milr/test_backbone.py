@@ -222,3 +222,11 @@ def test_auto_device_is_this_process_gpu_under_a_launcher(monkeypatch):
     assert resolve_device("auto") == torch.device("cuda", 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_think_with_generators_samples_each_row_reproducibly_from_its_own_generator(tiny):
+    prompts = ["a red cube", "two dogs"]
+    draw = lambda seeds: tiny.think(prompts, generators=[torch.Generator().manual_seed(s) for s in seeds]).texts  # noqa: E731
+    assert draw([1, 2]) == draw([1, 2])  # the generators decide every token
+    assert draw([1, 2])[1] == tiny.think(prompts[1:], generators=[torch.Generator().manual_seed(2)]).texts[0]  # rows do not share draws
+    assert len({t for s in range(6) for t in draw([s, s])}) > 2  # other seeds, other texts: sampled, not greedy

@@ -165,3 +165,27 @@ def test_method_options_are_checked():
 def test_initial_reward_is_the_initial_images_also_when_rloo_scores_candidates_at_stage_0(tiny):
     [result] = run(tiny, reward=ScriptedReward({0: [0.5, 1.0, 0.0]}), estimator="rloo", samples_per_step=2, max_steps=1)
     assert result.initial_reward == 0.5 and result.rewards[0] == 1.0  # the plain sample's, not the best of step 0
+
+
+def test_best_of_n_with_sampled_think_texts_draws_a_fresh_plan_before_each_later_image(tiny):
+    rec = Recorder()
+    [result] = run(tiny, method="best_of_n", best_of_n=4, best_of_n_think="sample", callbacks=[rec])
+    [greedy] = run(tiny, method="best_of_n", best_of_n=4)
+    # stage 0 is unchanged (greedy text, the prompt's first image): the methods stay paired by seed
+    assert result.initial_text == greedy.initial_text and result.initial_image.tobytes() == greedy.initial_image.tobytes()
+    # by hand: each later step samples a think text, then an image, from the prompt's one generator
+    g = torch.Generator().manual_seed(prompt_seed(0, 0))
+    tiny.decode_images(tiny.sample_image(tiny.image_context([image_prompt(PROMPTS[0], think_text(tiny.think([PROMPTS[0]]).texts[0]))]), [g]).tokens)
+    texts, images = [], []
+    for _ in range(3):
+        text = think_text(tiny.think([PROMPTS[0]], generators=[g]).texts[0])
+        texts.append(text)
+        images.append(tiny.decode_images(tiny.sample_image(tiny.image_context([image_prompt(PROMPTS[0], text)]), [g]).tokens)[0])
+    assert [h.text for h in result.history[1:]] == texts and len(set(texts)) > 1  # sampled, not the greedy text again
+    assert [s[0][2].image.tobytes() for s in rec.scored[1:]] == [im.tobytes() for im in images]
+    assert result.reward_calls == greedy.reward_calls == 4 and all(g is None for grads in rec.grads for g in grads)
+
+
+def test_sampled_best_of_n_think_texts_are_refused_for_other_methods():
+    with pytest.raises(ValueError, match="model.best_of_n_think is for method 'best_of_n' only"):
+        check_options("model.", method="milr", best_of_n_think="sample")
