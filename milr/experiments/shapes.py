@@ -57,6 +57,8 @@ DOCS = REPO / "docs" / "shapes_experiment.md"
 README = REPO / "README.md"
 #: the README's table between these markers is rewritten by the full run (not --quick, not --per_tag)
 README_MARKERS = ("<!-- shapes-table:begin -->\n", "<!-- shapes-table:end -->")
+#: what every method is compared with: best-of-N over images, best-of-N over plans, stage 0
+BASELINES = ("best_of_n", "best_of_n_think", "base")
 #: the front page's rows, by run name
 HEADLINE = {"base": "base (stage 0)", "best_of_n": "best-of-N (greedy think text, images re-sampled)",
             "best_of_n_think": "best-of-N (a sampled think text per image)",
@@ -213,19 +215,20 @@ def main_report(specs: Sequence[Spec], folder: Path, docs: Path, resamples: int)
     """The main sections of the page; also ``folder/report.html`` (``milr.report``) and the curve SVG beside ``docs``."""
     views = load_views(specs, folder)
     report.main([*(str(v.run.folder) for v in views.values()), "--out", str(folder), "--bootstrap", str(resamples)])
-    curve, diffs = stats.curve_table(views, "best_of_n", resamples)
+    curve, diffs = stats.curve_table(views, BASELINES[0], resamples)
+    _, diffs_think = stats.curve_table(views, BASELINES[1], resamples)
     svg = docs.with_name(docs.stem + "_curve.svg")
     svg.write_text(report.svg_chart(stats.curve_series(views), "accuracy against reward calls", xlabel="reward calls per prompt"))
     text_runs = {n: v for n, v in views.items() if (v.run.config.get("model") or {}).get("mode") != "image" and n not in ("base", "best_of_n")}
     return [
         section("Accuracy", "Share of correct selected images (exact Shapes detector, GenEval's rules) per tag; GenEval mean over "
                 "the six GenEval tags, `knowledge` apart. Differences are paired by prompt and seed: per prompt the mean over "
-                "its seeds, 95 % percentile bootstrap over prompts.", stats.accuracy_table(views, ("best_of_n", "base"), resamples)),
+                "its seeds, 95 % percentile bootstrap over prompts.", stats.accuracy_table(views, BASELINES, resamples)),
         section("Accuracy versus reward calls", "Accuracy (all tags) had the run stopped after b reward calls, from the traces: "
                 "any of the first b images correct for `select: best`; the latest image for `select: last` (the reference "
                 "preset), which on this 0/1 reward with the stop threshold 0.9 is the same, as a prompt stops at its first "
                 f"correct image. ![curve]({svg.name})", curve)
-        + "\n" + report.md_table(*diffs),
+        + "\n" + report.md_table(*diffs) + "\n" + report.md_table(*diffs_think),
         section("Seconds per image", "Amortised over each run (batch of 32, one thread each, the command's runs two at a "
                 "time). CPU s is the runner process's own cost (model loading included) and does not depend on what else ran; "
                 "wall s and its split (model loading excluded; the sums of the runner's TensorBoard `time/*` scalars) grow "
@@ -258,7 +261,7 @@ def write_readme_table(specs: Sequence[Spec], folder: Path, resamples: int, read
     text = readme.read_text()
     if begin not in text or end not in text:
         raise ValueError(f"{readme} has no {begin.strip()} ... {end} block to write the table into")
-    table = report.md_table(*stats.headline_table(load_views(specs, folder), HEADLINE, "best_of_n", folder / "logs", resamples))
+    table = report.md_table(*stats.headline_table(load_views(specs, folder), HEADLINE, BASELINES[:2], folder / "logs", resamples))
     head, rest = text.split(begin, 1)
     readme.write_text(head + begin + table + end + rest.split(end, 1)[1])
 

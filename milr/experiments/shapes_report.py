@@ -188,11 +188,12 @@ def time_table(views: dict[str, RunView], tensorboard_root: Path, logs: Path) ->
 
 
 # ----------------------------------------------------------------- the README's table
-def headline_table(views: dict[str, RunView], labels: dict[str, str], reference: str, logs: Path, resamples: int) -> Table:
+def headline_table(views: dict[str, RunView], labels: dict[str, str], references: Sequence[str], logs: Path, resamples: int) -> Table:
     """The front page's table: per method (in ``labels``' order, by its label) the GenEval mean,
-    its paired difference from ``reference`` with the 95 % interval, the mean and most reward calls
-    per image, and the runner's CPU seconds per image (``logs/<run>.json``)."""
-    header = ["method", "GenEval mean", f"− {reference} [95 % paired bootstrap]", "reward calls (mean / most)", "CPU s / image"]
+    its paired difference from each of ``references`` with the 95 % interval, the mean and most
+    reward calls per image, and the runner's CPU seconds per image (``logs/<run>.json``)."""
+    refs = [r for r in references if r in views]
+    header = ["method", "GenEval mean", *(f"− {r} [95 %]" for r in refs), "reward calls (mean / most)", "CPU s / image"]
     tags = tags_of(list(views.values()))
     geneval = {k for k, t in tags.items() if t in GENEVAL_TAGS}
     rows = []
@@ -200,11 +201,11 @@ def headline_table(views: dict[str, RunView], labels: dict[str, str], reference:
         if name not in views:
             continue
         view, reps = views[name], repeats_of(views[name])
-        diff = "—" if name == reference else interval(paired(views[reference], view, score_metric(geneval), resamples))
+        diffs = ["—" if name == r else interval(paired(views[r], view, score_metric(geneval), resamples)) for r in refs]
         calls = sum(len(call_rewards(r)) for r in reps) / len(reps)
         record = logs / f"{name}.json"
         cpu = json.loads(record.read_text())["cpu_s"] / len(reps) if record.is_file() else None
-        rows.append([label, fmt(geneval_mean(view), 2), diff, f"{calls:.1f} / {max_calls(view)}", fmt(cpu, 2)])
+        rows.append([label, fmt(geneval_mean(view), 2), *diffs, f"{calls:.1f} / {max_calls(view)}", fmt(cpu, 2)])
     return header, rows
 
 

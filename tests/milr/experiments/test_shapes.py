@@ -207,6 +207,7 @@ def test_the_readme_table_is_rewritten_between_its_markers_from_the_runs(tmp_pat
     text = readme.read_text()
     assert text.startswith(f"intro\n{begin}| method |") and text.endswith(f"{end}\nafter\n") and "stale" not in text
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "| method | GenEval mean | − best_of_n [95 %] | reward calls (mean / most) | CPU s / image |" in text  # no best_of_n_think run: no column
     assert rows[shapes.HEADLINE["milr_both"]].endswith("| 1.00 | +0.500 [+0.500, +0.500] | 2.0 / 2 | 0.50 |")
     assert rows[shapes.HEADLINE["best_of_n"]].endswith("| — | 2.0 / 2 | n/a |")  # no CPU record: no figure made up
     readme.write_text("no markers\n")
