@@ -26,7 +26,7 @@ from milr.results.official import read_official
 from milr.results.runs import Repeat, Run, read_run
 
 NA = "n/a"
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22", "#000000", "#aec7e8")
 Metric = Callable[["RunView", str, Repeat], Optional[float]]
 
 
@@ -247,9 +247,12 @@ def calls_curve(view: RunView) -> tuple[list[int], list[float]]:
 
 def svg_chart(series: list[tuple[str, Sequence[float], list[float]]], title: str, xlabel: str = "step (0 = initial generation)",
               width: int = 520, height: int = 300) -> str:
-    """A line chart as inline SVG: each series is ``(name, xs, ys)``, x integers (steps, reward calls), y = reward."""
-    left, right, top, bottom = 48, 12, 28, 36
+    """A line chart as inline SVG: each series is ``(name, xs, ys)``, x integers (steps, reward calls), y = reward.
+    The legend sits right of the plot (``width`` is the plot's), one line per series, never over a curve."""
     series = [entry for entry in series if entry[2]]
+    legend = 24 + 7 * max((len(name) for name, _, _ in series), default=0)
+    left, right, top, bottom = 48, 12 + legend, 28, 36
+    width += legend
     points = [y for _, _, ys in series for y in ys]
     if not points:
         return f"<p>{html.escape(title)}: {NA} (no traces)</p>"
@@ -273,7 +276,9 @@ def svg_chart(series: list[tuple[str, Sequence[float], list[float]]], title: str
         path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in zip(xs, ys))
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"><title>{html.escape(name)}</title></polyline>')
         parts += [f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}"/>' for s, v in zip(xs, ys)]
-        parts.append(f'<text x="{width - right - 4}" y="{top + 14 * (i + 1)}" text-anchor="end" fill="{color}" class="legend">{html.escape(name)}</text>')
+        row = top + 14 * (i + 1)
+        parts.append(f'<line x1="{width - legend}" y1="{row - 4}" x2="{width - legend + 14}" y2="{row - 4}" stroke="{color}" stroke-width="2"/>')
+        parts.append(f'<text x="{width - legend + 18}" y="{row}" fill="{color}" class="legend">{html.escape(name)}</text>')
     return "".join(parts) + "</svg>"
 
 
