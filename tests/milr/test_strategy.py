@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
 from lightning.pytorch.strategies import DDPStrategy
 
 import train_free_runner
 from milr.strategy import IndependentRanks
+
+
+@pytest.fixture(autouse=True)
+def one_intra_op_thread():
+    """The ranks are forked from this process (``start_method: fork``, to keep the test fast); a
+    fork after torch ran OpenMP teams leaves the children a thread pool whose threads do not exist,
+    and their first parallel op can wait forever. One thread per process has no team to inherit.
+    (The runner's own launchers start fresh processes: torchrun, srun, Lightning's ``popen``.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_independent_ranks_is_ddp_without_the_wrapper():
